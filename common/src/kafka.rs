@@ -1,0 +1,57 @@
+//! Kafka client configurations: one place decides producer durability and consumer commits.
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaArgs;
+use crate::Error;
+
+/// Base configuration: bootstrap servers and the user's extra properties.
+pub fn client_config(args: &KafkaArgs) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.bootstrap_servers);
+    for (key, value) in &args.kafka_properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A producer whose acknowledgements mean the record is durable: idempotent, acks from all
+/// in-sync replicas, retries without reordering.
+pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
+    let mut config = client_config(args);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
+    for (key, value) in &args.kafka_properties {
+        config.set(key, value);
+    }
+    config
+        .create()
+        .map_err(Error::kafka("creating the Kafka producer"))
+}
+
+/// Configuration of a consumer in `group_id` that commits only what the caller marks done.
+pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
+    let mut config = client_config(args);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (key, value) in &args.kafka_properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// An admin client for topic creation and offset queries.
+pub fn admin(args: &KafkaArgs) -> Result<AdminClient<DefaultClientContext>, Error> {
+    client_config(args)
+        .create()
+        .map_err(Error::kafka("creating the Kafka admin client"))
+}

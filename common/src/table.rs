@@ -1,0 +1,237 @@
+//! The subscriptions topic read as a table: every partition, from the beginning, by every
+//! instance, with tombstones folded, kept current while running.
+//!
+//! No consumer group is used, so each router and deliverer instance holds the whole table.
+//! The topic is compacted on Kafka; on a broker that does not compact, the reader still folds
+//! every version and tombstone in order, so the result is the same.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aurora_schemas::Subscription;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaArgs;
+use crate::kafka::client_config;
+use crate::time::now_ms;
+use crate::Error;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Endpoints by id, as of the last record read.
+pub type Endpoints = Arc<HashMap<String, Arc<Subscription>>>;
+
+struct Shared {
+    endpoints: RwLock<Endpoints>,
+    /// Offset after the last record applied, per partition.
+    applied: watch::Sender<Vec<i64>>,
+    /// Start time of the last completed catch-up, in epoch milliseconds.
+    fresh_as_of_ms: RwLock<i64>,
+}
+
+/// A live view of the subscriptions topic.
+#[derive(Clone)]
+pub struct SubscriptionTable {
+    shared: Arc<Shared>,
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+}
+
+impl SubscriptionTable {
+    /// Starts reading `topic` from the beginning; the reader stops when `shutdown` is cancelled.
+    pub async fn start(
+        args: &KafkaArgs,
+        topic: &str,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
+        let consumer: StreamConsumer = client_config(args)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(Error::kafka("creating the subscriptions reader"))?;
+        let consumer = Arc::new(consumer);
+        let partitions = partition_count(&consumer, topic).await?;
+
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(Error::kafka("assigning subscriptions partitions"))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(Error::kafka("assigning subscriptions partitions"))?;
+
+        let shared = Arc::new(Shared {
+            endpoints: RwLock::new(Arc::default()),
+            applied: watch::channel(vec![0; partitions as usize]).0,
+            fresh_as_of_ms: RwLock::new(i64::MIN),
+        });
+        let table = SubscriptionTable {
+            shared,
+            consumer,
+            topic: topic.to_string(),
+        };
+        tokio::spawn(table.clone().read(shutdown));
+        table.catch_up().await?;
+        Ok(table)
+    }
+
+    /// The endpoint with this id, if it exists.
+    pub fn get(&self, endpoint_id: &str) -> Option<Arc<Subscription>> {
+        self.endpoints().get(endpoint_id).cloned()
+    }
+
+    /// Every endpoint, as one consistent snapshot.
+    pub fn endpoints(&self) -> Endpoints {
+        self.shared
+            .endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until every record written before this call has been applied.
+    pub async fn catch_up(&self) -> Result<(), Error> {
+        let started_ms = now_ms();
+        let high = self.high_watermarks().await?;
+        let mut applied = self.shared.applied.subscribe();
+        applied
+            .wait_for(|applied| applied.iter().zip(&high).all(|(done, end)| done >= end))
+            .await
+            .map_err(|_| Error::TaskStopped("the subscriptions reader"))?;
+        let mut fresh = self
+            .shared
+            .fresh_as_of_ms
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *fresh = (*fresh).max(started_ms);
+        Ok(())
+    }
+
+    /// Makes sure every subscription change written before `time_ms` has been applied,
+    /// catching up only when the last catch-up started before that time.
+    pub async fn ensure_fresh(&self, time_ms: i64) -> Result<(), Error> {
+        let fresh_as_of_ms = *self
+            .shared
+            .fresh_as_of_ms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if time_ms < fresh_as_of_ms {
+            return Ok(());
+        }
+        self.catch_up().await
+    }
+
+    async fn high_watermarks(&self) -> Result<Vec<i64>, Error> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partitions = self.shared.applied.borrow().len() as i32;
+        tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|partition| {
+                    consumer
+                        .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                        .map(|(_, high)| high)
+                        .map_err(Error::kafka(format!("reading the end offsets of {topic}")))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| Error::TaskStopped("the watermark query"))?
+    }
+
+    async fn read(self, shutdown: CancellationToken) {
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = self.consumer.recv() => received,
+            };
+            match received {
+                Ok(message) => self.apply(&message),
+                Err(error) => {
+                    tracing::warn!(topic = %self.topic, error = %error, "Reading subscriptions failed; retrying.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    fn apply(&self, message: &BorrowedMessage<'_>) {
+        let partition = message.partition();
+        let offset = message.offset();
+        let key = message.key().map(String::from_utf8_lossy);
+        match (key, message.payload()) {
+            (None, _) => {
+                tracing::error!(topic = %self.topic, partition, offset, "Subscription record without a key ignored; the key must be the endpoint id.");
+            }
+            (Some(key), None) => {
+                self.update(|endpoints| {
+                    endpoints.remove(key.as_ref());
+                });
+            }
+            (Some(key), Some(value)) => match aurora_schemas::decode::<Subscription>(value) {
+                Ok(subscription) if subscription.endpoint_id == key => {
+                    self.update(|endpoints| {
+                        endpoints.insert(key.into_owned(), Arc::new(subscription));
+                    });
+                }
+                Ok(subscription) => {
+                    tracing::error!(topic = %self.topic, partition, offset, key = %key, endpoint_id = %subscription.endpoint_id, "Subscription record ignored because its key differs from its endpoint id.");
+                }
+                Err(error) => {
+                    tracing::error!(topic = %self.topic, partition, offset, error = %error, "Subscription record ignored because it does not decode.");
+                }
+            },
+        }
+        self.shared.applied.send_modify(|applied| {
+            if let Some(done) = applied.get_mut(partition as usize) {
+                *done = (*done).max(offset + 1);
+            }
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut HashMap<String, Arc<Subscription>>)) {
+        let mut endpoints = self
+            .shared
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(Arc::make_mut(&mut endpoints));
+    }
+}
+
+/// Number of partitions of `topic`, from the broker's metadata.
+pub async fn partition_count<C>(consumer: &Arc<C>, topic: &str) -> Result<i32, Error>
+where
+    C: Consumer + Send + Sync + 'static,
+{
+    let client = consumer.clone();
+    let name = topic.to_string();
+    let metadata = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(Some(&name), METADATA_TIMEOUT)
+    })
+    .await
+    .map_err(|_| Error::TaskStopped("the metadata query"))?
+    .map_err(Error::kafka(format!("reading metadata of {topic}")))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic && found.error().is_none())
+        .map(|found| found.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        return Err(Error::TopicNotFound {
+            topic: topic.to_string(),
+        });
+    }
+    Ok(partitions as i32)
+}
+

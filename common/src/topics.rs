@@ -1,0 +1,116 @@
+//! Topic names and their idempotent creation.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::TopicArgs;
+use crate::Error;
+
+/// One retry topic and the delay its records wait before the next attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryTier {
+    pub topic: String,
+    pub delay: Duration,
+}
+
+impl RetryTier {
+    /// The tier of `delay`, named `{prefix}retry.{delay}` such as `aurora.retry.30s`.
+    pub fn new(prefix: &str, delay: Duration) -> Self {
+        let label = humantime::format_duration(delay).to_string().replace(' ', "");
+        RetryTier {
+            topic: format!("{prefix}retry.{label}"),
+            delay,
+        }
+    }
+}
+
+/// Names of every AuroraPress topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub events: String,
+    pub subscriptions: String,
+    pub deliveries: String,
+    pub attempts: String,
+    pub quarantine: String,
+    pub dead_letter: String,
+    pub retry: Vec<RetryTier>,
+}
+
+impl Topics {
+    /// Topic names under `prefix`.
+    pub fn new(prefix: &str, retry: Vec<RetryTier>) -> Self {
+        Topics {
+            events: format!("{prefix}events"),
+            subscriptions: format!("{prefix}subscriptions"),
+            deliveries: format!("{prefix}deliveries"),
+            attempts: format!("{prefix}attempts"),
+            quarantine: format!("{prefix}quarantine"),
+            dead_letter: format!("{prefix}dead-letter"),
+            retry,
+        }
+    }
+
+    fn specs(&self, layout: &TopicArgs) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+        let mut specs = vec![
+            (self.events.clone(), layout.events_partitions, vec![]),
+            (
+                self.subscriptions.clone(),
+                1,
+                vec![("cleanup.policy", "compact")],
+            ),
+            (self.deliveries.clone(), layout.deliveries_partitions, vec![]),
+            (self.attempts.clone(), layout.deliveries_partitions, vec![]),
+            (self.quarantine.clone(), 1, vec![]),
+            (self.dead_letter.clone(), layout.deliveries_partitions, vec![]),
+        ];
+        for tier in &self.retry {
+            specs.push((tier.topic.clone(), layout.deliveries_partitions, vec![]));
+        }
+        specs
+    }
+}
+
+/// Creates every topic that does not exist yet; existing topics are left as they are.
+pub async fn create_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &Topics,
+    layout: &TopicArgs,
+) -> Result<(), Error> {
+    let specs = topics.specs(layout);
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|(name, partitions, configs)| {
+            let mut topic = NewTopic::new(
+                name,
+                *partitions,
+                TopicReplication::Fixed(layout.replication_factor),
+            );
+            for (key, value) in configs {
+                topic = topic.set(key, value);
+            }
+            topic
+        })
+        .collect();
+
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(Error::kafka("creating topics"))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

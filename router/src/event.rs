@@ -1,0 +1,220 @@
+//! The events-topic contract, and the check that turns a Kafka record into an event or a
+//! reason to quarantine it.
+//!
+//! Two forms are accepted:
+//! - CloudEvents Kafka binary mode, which plain `kcat` can write: headers `ce_id` and
+//!   `ce_type` (required), `content-type` (optional, default `application/json`), and the
+//!   payload as the value. JSON payloads (`application/json` or any `+json` type) must parse.
+//! - The Avro envelope `aurora.Event` for typed producers: header
+//!   `content-type: application/avro` and the value in Avro single-object encoding.
+//!
+//! The record key is the producer's partition key; routing does not read it.
+
+use aurora_schemas::Event;
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::Message;
+
+/// Content type of an event value that is an Avro-encoded `aurora.Event` envelope.
+pub const EVENT_AVRO_CONTENT_TYPE: &str = "application/avro";
+/// Header that carries the event id.
+pub const ID_HEADER: &str = "ce_id";
+/// Header that carries the event type.
+pub const TYPE_HEADER: &str = "ce_type";
+/// Header that carries the payload's media type.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// Longest event id or type accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// An event that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingEvent {
+    pub id: String,
+    pub event_type: String,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub time_ms: i64,
+}
+
+/// Reads and checks an events-topic record; the error is the quarantine reason.
+pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
+    let content_type = header(message, CONTENT_TYPE_HEADER)?
+        .unwrap_or_else(|| "application/json".to_string());
+    let time_ms = message
+        .timestamp()
+        .to_millis()
+        .unwrap_or_else(aurora_common::time::now_ms);
+    let value = message.payload().ok_or("the record has no value (tombstone)")?;
+
+    let event = if media_type(&content_type) == EVENT_AVRO_CONTENT_TYPE {
+        let envelope = aurora_schemas::decode::<Event>(value)
+            .map_err(|error| format!("the value is not an aurora.Event Avro envelope: {error}"))?;
+        IncomingEvent {
+            id: envelope.id,
+            event_type: envelope.event_type,
+            content_type: envelope.content_type,
+            payload: envelope.data,
+            time_ms: envelope.time_ms,
+        }
+    } else {
+        let missing = |name: &str| format!("header {name} is missing; set it to the event's {}", if name == ID_HEADER { "unique id" } else { "type, such as invoice.paid" });
+        IncomingEvent {
+            id: header(message, ID_HEADER)?.ok_or_else(|| missing(ID_HEADER))?,
+            event_type: header(message, TYPE_HEADER)?.ok_or_else(|| missing(TYPE_HEADER))?,
+            content_type,
+            payload: value.to_vec(),
+            time_ms,
+        }
+    };
+    check_event(&event)?;
+    Ok(event)
+}
+
+fn check_event(event: &IncomingEvent) -> Result<(), String> {
+    check_name("event id", &event.id)?;
+    check_name("event type", &event.event_type)?;
+    if event.event_type.contains('*') {
+        return Err(format!(
+            "event type {:?} contains '*', which is reserved for filters",
+            event.event_type
+        ));
+    }
+    if is_json(&event.content_type) {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&event.payload).map_err(|error| {
+            format!(
+                "the value is not valid JSON although its content type is {}: {error}",
+                event.content_type
+            )
+        })?;
+        return Ok(());
+    }
+    Err(format!(
+        "content type {:?} is not supported; use application/json (or a +json type) for the payload, or {EVENT_AVRO_CONTENT_TYPE} for an aurora.Event envelope",
+        event.content_type
+    ))
+}
+
+fn check_name(what: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "{what} is {} bytes long; the maximum is {MAX_NAME_BYTES}",
+            value.len()
+        ));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "{what} {value:?} contains whitespace or control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Result<Option<String>, String> {
+    let Some(headers) = message.headers() else {
+        return Ok(None);
+    };
+    for found in headers.iter() {
+        if found.key.eq_ignore_ascii_case(name) {
+            let Some(value) = found.value else {
+                return Ok(None);
+            };
+            return String::from_utf8(value.to_vec())
+                .map(Some)
+                .map_err(|_| format!("header {name} is not valid UTF-8"));
+        }
+    }
+    Ok(None)
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json(content_type: &str) -> bool {
+    let media = media_type(content_type);
+    media == "application/json" || media.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+
+    fn record(headers: &[(&str, &str)], value: Option<&[u8]>) -> OwnedMessage {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        OwnedMessage::new(
+            value.map(<[u8]>::to_vec),
+            None,
+            "events".into(),
+            Timestamp::CreateTime(1_000),
+            0,
+            7,
+            Some(owned),
+        )
+    }
+
+    #[test]
+    fn accepts_cloudevents_headers() {
+        let event = parse_event(&record(
+            &[("ce_id", "e1"), ("ce_type", "user.created")],
+            Some(br#"{"a":1}"#),
+        ))
+        .unwrap();
+        assert_eq!(event.id, "e1");
+        assert_eq!(event.event_type, "user.created");
+        assert_eq!(event.content_type, "application/json");
+        assert_eq!(event.time_ms, 1_000);
+    }
+
+    #[test]
+    fn accepts_avro_envelope() {
+        let envelope = Event {
+            id: "e2".into(),
+            event_type: "invoice.paid".into(),
+            source: None,
+            time_ms: 5,
+            content_type: "application/json".into(),
+            data: b"[1,2]".to_vec(),
+        };
+        let bytes = aurora_schemas::encode(&envelope).unwrap();
+        let event = parse_event(&record(&[("content-type", "application/avro")], Some(&bytes))).unwrap();
+        assert_eq!(event.id, "e2");
+        assert_eq!(event.payload, b"[1,2]");
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        let cases: [(&[(&str, &str)], Option<&[u8]>, &str); 7] = [
+            (&[("ce_type", "a.b")], Some(b"{}"), "ce_id is missing"),
+            (&[("ce_id", "e")], Some(b"{}"), "ce_type is missing"),
+            (&[("ce_id", "e"), ("ce_type", "a.b")], Some(b"{not json"), "not valid JSON"),
+            (&[("ce_id", "e"), ("ce_type", "a.b")], None, "no value"),
+            (&[("ce_id", " "), ("ce_type", "a.b")], Some(b"{}"), "event id is empty"),
+            (&[("ce_id", "e"), ("ce_type", "a.*")], Some(b"{}"), "reserved for filters"),
+            (&[("ce_id", "e"), ("ce_type", "a.b"), ("content-type", "text/plain")], Some(b"hi"), "not supported"),
+        ];
+        for (headers, value, expected) in cases {
+            let reason = parse_event(&record(headers, value)).unwrap_err();
+            assert!(reason.contains(expected), "{reason:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_avro_envelope() {
+        let reason = parse_event(&record(&[("content-type", "application/avro")], Some(b"{}"))).unwrap_err();
+        assert!(reason.contains("aurora.Event"), "{reason}");
+    }
+}

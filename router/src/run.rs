@@ -1,0 +1,171 @@
+//! The router's consumer loop: event → matching endpoints → deliveries, or → quarantine.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use aurora_common::consume::{GroupConsumer, Handler};
+use aurora_common::produce::{enqueue, Pending, ProduceError};
+use aurora_common::time::now_ms;
+use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
+use aurora_schemas::{Delivery, Header, Quarantined};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{parse_event, IncomingEvent};
+use crate::filter::{delivery_id, matches};
+use crate::Error;
+
+/// Settings of a router instance.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub kafka: KafkaArgs,
+    /// Events routed at once whose deliveries are not yet acknowledged, at most.
+    pub max_in_flight: usize,
+}
+
+/// Runs a router until `shutdown` is cancelled.
+pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    let kafka = &config.kafka;
+    let topics = kafka.topics();
+    let table =
+        SubscriptionTable::start(kafka, &topics.subscriptions, shutdown.child_token()).await?;
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let mut consumer =
+        GroupConsumer::new(kafka, &kafka.group_id("router"), &[&topics.events], &[])?;
+    consumer.max_in_flight = config.max_in_flight;
+    tracing::info!(topic = %topics.events, group = %kafka.group_id("router"), "Router started.");
+
+    let router = Router {
+        table,
+        producer,
+        topics,
+    };
+    let result = consumer.run(shutdown, router).await;
+    tracing::info!("Router stopped.");
+    result
+}
+
+struct Router {
+    table: SubscriptionTable,
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+type Done = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+impl Handler for Router {
+    type Error = Error;
+    type Done = Done;
+
+    async fn start(&mut self, message: OwnedMessage) -> Result<Done, Error> {
+        let pending = match parse_event(&message) {
+            Ok(event) => self.route(&message, event).await?,
+            Err(reason) => vec![self.quarantine(&message, reason).await?],
+        };
+        Ok(Box::pin(async move {
+            for record in pending {
+                record.acked().await.map_err(produce_error)?;
+            }
+            Ok(())
+        }))
+    }
+}
+
+impl Router {
+    /// Enqueues one delivery per endpoint whose filters select the event's type.
+    async fn route(
+        &mut self,
+        message: &OwnedMessage,
+        event: IncomingEvent,
+    ) -> Result<Vec<Pending>, Error> {
+        // Subscriptions written before the event must be visible to it.
+        let written_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
+        self.table.ensure_fresh(written_ms).await?;
+
+        let endpoints = self.table.endpoints();
+        let routed_at_ms = now_ms();
+        let mut pending = Vec::new();
+        for endpoint in endpoints.values() {
+            if !endpoint
+                .event_types
+                .iter()
+                .any(|filter| matches(filter, &event.event_type))
+            {
+                continue;
+            }
+            let delivery = Delivery {
+                delivery_id: delivery_id(&event.id, &endpoint.endpoint_id),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                endpoint_id: endpoint.endpoint_id.clone(),
+                content_type: event.content_type.clone(),
+                payload: event.payload.clone(),
+                event_time_ms: event.time_ms,
+                routed_at_ms,
+                attempts: Vec::new(),
+                not_before_ms: 0,
+                dead_letter_reason: None,
+            };
+            let value = aurora_schemas::encode(&delivery)?;
+            let record = enqueue(
+                &self.producer,
+                &self.topics.deliveries,
+                endpoint.endpoint_id.as_bytes(),
+                &value,
+                None,
+            )
+            .await
+            .map_err(produce_error)?;
+            pending.push(record);
+        }
+        tracing::trace!(event_id = %event.id, event_type = %event.event_type, partition = message.partition(), offset = message.offset(), deliveries = pending.len(), "Event routed.");
+        Ok(pending)
+    }
+
+    /// Enqueues a copy of an event that cannot be routed, with the reason.
+    async fn quarantine(&self, message: &OwnedMessage, reason: String) -> Result<Pending, Error> {
+        tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %reason, "Event quarantined.");
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| Header {
+                        name: header.key.to_string(),
+                        value: header.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = Quarantined {
+            source_topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            headers,
+            value: message.payload().map(<[u8]>::to_vec),
+            reason,
+            quarantined_at_ms: now_ms(),
+        };
+        let value = aurora_schemas::encode(&record)?;
+        let key = format!("{}/{}/{}", record.source_topic, record.partition, record.offset);
+        enqueue(
+            &self.producer,
+            &self.topics.quarantine,
+            key.as_bytes(),
+            &value,
+            None,
+        )
+        .await
+        .map_err(produce_error)
+    }
+}
+
+fn produce_error(error: ProduceError) -> Error {
+    Error::Produce {
+        topic: error.topic,
+        source: error.source,
+    }
+}
