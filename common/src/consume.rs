@@ -112,7 +112,7 @@ pub trait Handler: Send {
 
 /// A consumer in a group, subscribed to some topics, that commits only durable outcomes.
 pub struct GroupConsumer {
-    consumer: StreamConsumer<CommitContext>,
+    consumer: Arc<StreamConsumer<CommitContext>>,
     tracker: Tracker,
     /// Records processed at once, at most.
     pub max_in_flight: usize,
@@ -142,7 +142,7 @@ impl GroupConsumer {
             .subscribe(topics)
             .map_err(Error::kafka(format!("subscribing to {topics:?}")))?;
         Ok(GroupConsumer {
-            consumer,
+            consumer: Arc::new(consumer),
             tracker,
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(10),
@@ -150,8 +150,8 @@ impl GroupConsumer {
     }
 
     /// The underlying consumer, for pausing and resuming partitions.
-    pub fn consumer(&self) -> &StreamConsumer<CommitContext> {
-        &self.consumer
+    pub fn consumer(&self) -> Arc<StreamConsumer<CommitContext>> {
+        self.consumer.clone()
     }
 
     /// Consumes until `shutdown` is cancelled or a handler fails.

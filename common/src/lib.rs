@@ -2,9 +2,11 @@
 
 pub mod config;
 pub mod consume;
+pub mod contract;
 pub mod kafka;
 pub mod offsets;
 pub mod produce;
+pub mod quarantine;
 pub mod table;
 pub mod time;
 pub mod topics;

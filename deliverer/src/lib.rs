@@ -1,1 +1,30 @@
-//! placeholder
+//! The deliverer: consumes deliveries, POSTs them signed the Standard Webhooks way, and
+//! records every attempt.
+//!
+//! A delivery's offset is committed only after its attempt record and, on failure, its retry
+//! or dead-letter record are acknowledged by the broker.
+
+pub mod classify;
+pub mod client;
+mod run;
+pub mod signature;
+
+pub use classify::{classify, Verdict};
+pub use client::WebhookClient;
+pub use run::{run, DelivererConfig};
+pub use signature::{generate_secret, Secret, SignatureError};
+
+/// Errors that stop the deliverer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Kafka plumbing failed.
+    #[error(transparent)]
+    Kafka(#[from] aurora_common::Error),
+    /// The broker did not acknowledge a record the deliverer produced.
+    #[error(transparent)]
+    Produce(#[from] aurora_common::produce::ProduceError),
+    /// A record could not be encoded with its Avro schema.
+    #[error(transparent)]
+    Schema(#[from] aurora_schemas::SchemaError),
+}

@@ -1,1 +1,184 @@
-//! placeholder
+//! The retry stage: holds failed deliveries in tiered retry topics until they are due, then
+//! sends them back to the deliveries topic.
+//!
+//! A partition whose records are not yet due is paused while they wait, so the consumer keeps
+//! polling (and keeps its group membership) without fetching more of it. A record's offset is
+//! committed only after its copy on the deliveries topic is acknowledged; a crash or a
+//! rebalance while records wait makes them be read again, never lost.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aurora_common::consume::{CommitContext, GroupConsumer, Handler};
+use aurora_common::produce::enqueue;
+use aurora_common::time::now_ms;
+use aurora_common::KafkaArgs;
+use aurora_schemas::Delivery;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Message, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Errors that stop the retry stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] aurora_common::Error),
+    #[error(transparent)]
+    Produce(#[from] aurora_common::produce::ProduceError),
+    #[error(transparent)]
+    Schema(#[from] aurora_schemas::SchemaError),
+}
+
+/// Settings of a retry instance.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub kafka: KafkaArgs,
+    /// Records held at once, waiting or being re-sent, at most.
+    pub max_in_flight: usize,
+}
+
+/// Runs the retry stage until `shutdown` is cancelled.
+pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    let kafka = &config.kafka;
+    let topics = kafka.topics();
+    let tier_topics: Vec<&str> = topics.retry.iter().map(|tier| tier.topic.as_str()).collect();
+    let group = kafka.group_id("retry");
+    // A small fetch queue bounds how many waiting records a paused partition leaves in memory.
+    let mut consumer = GroupConsumer::new(
+        kafka,
+        &group,
+        &tier_topics,
+        &[("queued.max.messages.kbytes", "4096")],
+    )?;
+    consumer.max_in_flight = config.max_in_flight;
+    tracing::info!(topics = ?tier_topics, group = %group, "Retry stage started.");
+
+    let retry = Retry {
+        producer: aurora_common::kafka::producer(kafka)?,
+        deliveries: topics.deliveries,
+        quarantine: topics.quarantine,
+        consumer: consumer.consumer(),
+        waiting: Arc::default(),
+    };
+    let result = consumer.run(shutdown, retry).await;
+    tracing::info!("Retry stage stopped.");
+    result
+}
+
+type Waiting = Arc<Mutex<HashMap<(String, i32), usize>>>;
+
+struct Retry {
+    producer: FutureProducer,
+    deliveries: String,
+    quarantine: String,
+    consumer: Arc<StreamConsumer<CommitContext>>,
+    /// Records waiting per paused partition; the partition resumes when none are left.
+    waiting: Waiting,
+}
+
+type Done = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+impl Handler for Retry {
+    type Error = Error;
+    type Done = Done;
+
+    async fn start(&mut self, message: OwnedMessage) -> Result<Done, Error> {
+        let producer = self.producer.clone();
+        let delivery = match message.payload().map(aurora_schemas::decode::<Delivery>) {
+            Some(Ok(delivery)) => delivery,
+            other => {
+                let reason = match other {
+                    Some(Err(error)) => error.to_string(),
+                    _ => "the record has no value".to_string(),
+                };
+                let record = aurora_common::quarantine::record(&message, reason);
+                let value = aurora_schemas::encode(&record)?;
+                let key = aurora_common::quarantine::key(&record);
+                let pending = enqueue(&producer, &self.quarantine, key.as_bytes(), &value, None).await?;
+                return Ok(Box::pin(async move {
+                    pending.acked().await?;
+                    Ok(())
+                }));
+            }
+        };
+
+        let wait_ms = delivery.not_before_ms.saturating_sub(now_ms());
+        let partition = (message.topic().to_string(), message.partition());
+        let hold = (wait_ms > 0).then(|| Hold::new(&self.consumer, &self.waiting, partition));
+        let deliveries = self.deliveries.clone();
+        let value = message.payload().unwrap_or_default().to_vec();
+        Ok(Box::pin(async move {
+            if wait_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+            }
+            let key = delivery.endpoint_id.as_bytes();
+            enqueue(&producer, &deliveries, key, &value, None)
+                .await?
+                .acked()
+                .await?;
+            tracing::debug!(delivery_id = %delivery.delivery_id, attempt = delivery.attempts.len() + 1, "Retry due; delivery sent back.");
+            drop(hold);
+            Ok(())
+        }))
+    }
+}
+
+/// Keeps a partition paused while at least one of its records waits.
+struct Hold {
+    consumer: Arc<StreamConsumer<CommitContext>>,
+    waiting: Waiting,
+    partition: (String, i32),
+}
+
+impl Hold {
+    fn new(
+        consumer: &Arc<StreamConsumer<CommitContext>>,
+        waiting: &Waiting,
+        partition: (String, i32),
+    ) -> Hold {
+        let mut counts = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(partition.clone()).or_insert(0);
+        if *count == 0 {
+            set_paused(consumer, &partition, true);
+        }
+        *count += 1;
+        Hold {
+            consumer: consumer.clone(),
+            waiting: waiting.clone(),
+            partition,
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut counts = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.partition) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.partition);
+                set_paused(&self.consumer, &self.partition, false);
+            }
+        }
+    }
+}
+
+fn set_paused(consumer: &StreamConsumer<CommitContext>, (topic, partition): &(String, i32), pause: bool) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, *partition);
+    let result = if pause {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    // Fails when a rebalance took the partition away; its new owner reads it afresh.
+    if let Err(error) = result {
+        tracing::debug!(topic = %topic, partition, pause, error = %error, "Pausing or resuming a retry partition failed.");
+    }
+}

@@ -14,16 +14,10 @@ use aurora_schemas::Event;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 
-/// Content type of an event value that is an Avro-encoded `aurora.Event` envelope.
-pub const EVENT_AVRO_CONTENT_TYPE: &str = "application/avro";
-/// Header that carries the event id.
-pub const ID_HEADER: &str = "ce_id";
-/// Header that carries the event type.
-pub const TYPE_HEADER: &str = "ce_type";
-/// Header that carries the payload's media type.
-pub const CONTENT_TYPE_HEADER: &str = "content-type";
-/// Longest event id or type accepted, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+pub use aurora_common::contract::{
+    CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, MAX_NAME_BYTES, TYPE_HEADER,
+};
+use aurora_common::contract::{check_event_fields, media_type};
 
 /// An event that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,50 +59,8 @@ pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
             time_ms,
         }
     };
-    check_event(&event)?;
+    check_event_fields(&event.id, &event.event_type, &event.content_type, &event.payload)?;
     Ok(event)
-}
-
-fn check_event(event: &IncomingEvent) -> Result<(), String> {
-    check_name("event id", &event.id)?;
-    check_name("event type", &event.event_type)?;
-    if event.event_type.contains('*') {
-        return Err(format!(
-            "event type {:?} contains '*', which is reserved for filters",
-            event.event_type
-        ));
-    }
-    if is_json(&event.content_type) {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&event.payload).map_err(|error| {
-            format!(
-                "the value is not valid JSON although its content type is {}: {error}",
-                event.content_type
-            )
-        })?;
-        return Ok(());
-    }
-    Err(format!(
-        "content type {:?} is not supported; use application/json (or a +json type) for the payload, or {EVENT_AVRO_CONTENT_TYPE} for an aurora.Event envelope",
-        event.content_type
-    ))
-}
-
-fn check_name(what: &str, value: &str) -> Result<(), String> {
-    if value.trim().is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if value.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "{what} is {} bytes long; the maximum is {MAX_NAME_BYTES}",
-            value.len()
-        ));
-    }
-    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!(
-            "{what} {value:?} contains whitespace or control characters"
-        ));
-    }
-    Ok(())
 }
 
 fn header(message: &OwnedMessage, name: &str) -> Result<Option<String>, String> {
@@ -126,20 +78,6 @@ fn header(message: &OwnedMessage, name: &str) -> Result<Option<String>, String> 
         }
     }
     Ok(None)
-}
-
-fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-fn is_json(content_type: &str) -> bool {
-    let media = media_type(content_type);
-    media == "application/json" || media.ends_with("+json")
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use aurora_common::consume::{GroupConsumer, Handler};
 use aurora_common::produce::{enqueue, Pending, ProduceError};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
-use aurora_schemas::{Delivery, Header, Quarantined};
-use rdkafka::message::{Headers, OwnedMessage};
+use aurora_schemas::Delivery;
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
@@ -126,40 +126,12 @@ impl Router {
 
     /// Enqueues a copy of an event that cannot be routed, with the reason.
     async fn quarantine(&self, message: &OwnedMessage, reason: String) -> Result<Pending, Error> {
-        tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %reason, "Event quarantined.");
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| Header {
-                        name: header.key.to_string(),
-                        value: header.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = Quarantined {
-            source_topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            headers,
-            value: message.payload().map(<[u8]>::to_vec),
-            reason,
-            quarantined_at_ms: now_ms(),
-        };
+        let record = aurora_common::quarantine::record(message, reason);
         let value = aurora_schemas::encode(&record)?;
-        let key = format!("{}/{}/{}", record.source_topic, record.partition, record.offset);
-        enqueue(
-            &self.producer,
-            &self.topics.quarantine,
-            key.as_bytes(),
-            &value,
-            None,
-        )
-        .await
-        .map_err(produce_error)
+        let key = aurora_common::quarantine::key(&record);
+        enqueue(&self.producer, &self.topics.quarantine, key.as_bytes(), &value, None)
+            .await
+            .map_err(produce_error)
     }
 }
 
