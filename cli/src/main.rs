@@ -1,1 +1,103 @@
-fn main() {}
+//! The `aurora` command line: every AuroraPress component, the local dev pipeline and the
+//! webhook listener.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use aurora_common::KafkaArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "aurora", version, about = "AuroraPress: Kafka events in, signed webhooks out.")]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Log output format.
+    #[arg(long, env = "AURORA_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create every AuroraPress topic that does not exist yet.
+    Topics(commands::topics::TopicsArgs),
+    /// Produce events to the events topic.
+    Produce(commands::produce::ProduceArgs),
+    /// Serve the HTTP ingest API (POST /v1/events).
+    Ingest(commands::ingest::IngestArgs),
+    /// Run a router: events joined with subscriptions become deliveries.
+    Router(commands::components::RouterArgs),
+    /// Run a deliverer: deliveries become signed HTTP requests.
+    Deliverer(commands::components::DelivererArgs),
+    /// Run the retry stage: failed deliveries wait in retry topics until due.
+    Retry(commands::components::RetryArgs),
+    /// Run router, deliverer and retry in one process, starting a local broker if needed.
+    Dev(commands::dev::DevArgs),
+    /// Receive webhooks locally, verify their signatures and print them.
+    Listen(commands::listen::ListenArgs),
+    /// Add, list or remove endpoints on the subscriptions topic.
+    #[command(subcommand)]
+    Endpoint(commands::endpoint::EndpointCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Err(error) = cli.kafka.validate() {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.kafka, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Topics(args) => commands::topics::run(&kafka, args).await,
+        Command::Produce(args) => commands::produce::run(&kafka, args).await,
+        Command::Ingest(args) => commands::ingest::run(&kafka, args).await,
+        Command::Router(args) => commands::components::router(&kafka, args).await,
+        Command::Deliverer(args) => commands::components::deliverer(&kafka, args).await,
+        Command::Retry(args) => commands::components::retry(&kafka, args).await,
+        Command::Dev(args) => commands::dev::run(&kafka, args).await,
+        Command::Listen(args) => commands::listen::run(args).await,
+        Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+

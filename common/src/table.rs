@@ -49,7 +49,10 @@ impl SubscriptionTable {
         topic: &str,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
+        // librdkafka requires a group id even for manual assignment; this one never joins a
+        // group or commits, because partitions are assigned, not subscribed.
         let consumer: StreamConsumer = client_config(args)
+            .set("group.id", args.group_id("subscriptions-reader"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create()

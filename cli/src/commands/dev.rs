@@ -1,0 +1,126 @@
+//! `aurora dev`: the whole pipeline in one process, on a local broker it starts when none
+//! answers at the bootstrap address.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aurora_common::{KafkaArgs, TopicArgs};
+use clap::Args;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::components::{deliverer_config, retry_config, router_config, DeliveryArgs};
+use super::shutdown_on_signal;
+use super::topics::create;
+
+/// How long to wait for a started broker to accept connections.
+const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    topics: TopicArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+    /// Never start a broker; fail when none answers at the bootstrap address.
+    #[arg(long)]
+    no_broker: bool,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
+    let address = kafka
+        .bootstrap_servers
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let _broker = if reachable(&address).await {
+        println!("Using the Kafka broker at {address}.");
+        None
+    } else if args.no_broker {
+        bail!("no Kafka broker answers at {address}; start one or drop --no-broker");
+    } else {
+        Some(start_broker(&address).await?)
+    };
+
+    create(kafka, &args.topics).await?;
+    print_instructions(kafka);
+
+    let shutdown = shutdown_on_signal();
+    let router = aurora_router::run(router_config(kafka, 4096), shutdown.clone());
+    let deliverer = aurora_deliverer::run(deliverer_config(kafka, &args.delivery), shutdown.clone());
+    let retry = aurora_retry::run(retry_config(kafka, 10_000), shutdown.clone());
+    let stop_all = |error: anyhow::Error| {
+        shutdown.cancel();
+        error
+    };
+    tokio::try_join!(
+        async { router.await.map_err(|error| stop_all(error.into())) },
+        async { deliverer.await.map_err(|error| stop_all(error.into())) },
+        async { retry.await.map_err(|error| stop_all(error.into())) },
+    )?;
+    Ok(())
+}
+
+async fn reachable(address: &str) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(address)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Starts tansu with the in-memory engine on `address`; the broker stops with this process.
+async fn start_broker(address: &str) -> anyhow::Result<Child> {
+    let tansu = find_tansu().context(
+        "no Kafka broker answers and tansu is not installed; run scripts/broker install, or give --bootstrap-servers",
+    )?;
+    let url = format!("tcp://{address}");
+    println!("Starting a local tansu broker on {address} (in-memory storage).");
+    let child = Command::new(&tansu)
+        .args(["broker", "--storage-engine", "memory://tansu/"])
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", tansu.display()))?;
+    let deadline = tokio::time::Instant::now() + BROKER_START_TIMEOUT;
+    while !reachable(address).await {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the tansu broker did not accept connections on {address} within {BROKER_START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(child)
+}
+
+fn find_tansu() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("tansu"))
+            .collect::<Vec<_>>()
+    });
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|home| home.join("bin/tansu"));
+    on_path.chain(cargo_home).find(|candidate| candidate.is_file())
+}
+
+fn print_instructions(kafka: &KafkaArgs) {
+    let topics = kafka.topics();
+    println!(
+        "\nPipeline running: events from {} are delivered as signed webhooks.\n\n\
+         1. Start a receiver in another terminal:\n   \
+         aurora listen --listen 127.0.0.1:9000 --secret <the secret printed in step 2>\n\
+         2. Register an endpoint:\n   \
+         aurora endpoint add --id demo --url http://127.0.0.1:9000/hook --filter 'user.*'\n\
+         3. Send an event (or POST to `aurora ingest`, or use kcat with ce_id and ce_type headers):\n   \
+         aurora produce --type user.created --data '{{\"name\":\"Ada\"}}'\n\n\
+         Press Ctrl-C to stop.\n",
+        topics.events
+    );
+}

@@ -1,0 +1,144 @@
+//! `aurora endpoint add|list|remove`: endpoints on the compacted subscriptions topic.
+
+use anyhow::{bail, Context};
+use aurora_common::produce::produce;
+use aurora_common::time::now_ms;
+use aurora_common::{KafkaArgs, SubscriptionTable};
+use aurora_schemas::{RateLimit, Subscription};
+use clap::{Args, Subcommand};
+use rdkafka::producer::FutureRecord;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Add an endpoint, or replace the one with the same id.
+    Add(AddArgs),
+    /// List every endpoint.
+    List,
+    /// Remove an endpoint (writes a tombstone).
+    Remove {
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Endpoint id, unique; the key of the subscriptions topic.
+    #[arg(long)]
+    id: String,
+    /// URL the deliveries are POSTed to (http or https).
+    #[arg(long)]
+    url: String,
+    /// Event types to deliver: exact names, prefix.* wildcards or *; repeatable.
+    #[arg(long = "filter", default_value = "*")]
+    filters: Vec<String>,
+    /// Signing secret in whsec_<base64> form; a new one is generated when absent.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Requests per second the endpoint accepts; unlimited when absent.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    rate_limit: Option<i32>,
+    /// Requests allowed at once above the rate limit.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..), requires = "rate_limit")]
+    burst: Option<i32>,
+    /// Free-text description.
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Add the endpoint disabled; its deliveries are dead-lettered until it is enabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+pub async fn run(kafka: &KafkaArgs, command: EndpointCommand) -> anyhow::Result<()> {
+    match command {
+        EndpointCommand::Add(args) => add(kafka, args).await,
+        EndpointCommand::List => list(kafka).await,
+        EndpointCommand::Remove { id } => remove(kafka, &id).await,
+    }
+}
+
+async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
+    check_id(&args.id)?;
+    check_url(&args.url)?;
+    for filter in &args.filters {
+        aurora_router::validate_filter(filter).map_err(anyhow::Error::msg)?;
+    }
+    let secret = match args.secret {
+        Some(secret) => {
+            aurora_deliverer::Secret::parse(&secret).context("invalid --secret")?;
+            secret
+        }
+        None => aurora_deliverer::generate_secret(),
+    };
+    let subscription = Subscription {
+        endpoint_id: args.id.clone(),
+        url: args.url,
+        secret: secret.clone(),
+        event_types: args.filters,
+        rate_limit: args.rate_limit.map(|per_second| RateLimit {
+            per_second,
+            burst: args.burst.unwrap_or(per_second),
+        }),
+        enabled: !args.disabled,
+        description: args.description,
+        updated_at_ms: now_ms(),
+    };
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let value = aurora_schemas::encode(&subscription)?;
+    let topic = kafka.topics().subscriptions;
+    produce(&producer, &topic, args.id.as_bytes(), &value, None).await?;
+    println!("Endpoint {} added: {} for {}", args.id, subscription.url, subscription.event_types.join(", "));
+    println!("Signing secret: {secret}");
+    Ok(())
+}
+
+async fn list(kafka: &KafkaArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let table = SubscriptionTable::start(kafka, &kafka.topics().subscriptions, shutdown.clone()).await?;
+    let endpoints = table.endpoints();
+    shutdown.cancel();
+    let mut rows: Vec<_> = endpoints.values().collect();
+    rows.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+    println!("{:<24} {:<8} {:<40} FILTERS", "ID", "ENABLED", "URL");
+    for endpoint in rows {
+        println!(
+            "{:<24} {:<8} {:<40} {}",
+            endpoint.endpoint_id,
+            endpoint.enabled,
+            endpoint.url,
+            endpoint.event_types.join(",")
+        );
+    }
+    Ok(())
+}
+
+async fn remove(kafka: &KafkaArgs, id: &str) -> anyhow::Result<()> {
+    check_id(id)?;
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let topic = kafka.topics().subscriptions;
+    let tombstone: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).key(id);
+    producer
+        .send(tombstone, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|(error, _)| error)
+        .with_context(|| format!("writing the tombstone of {id} to {topic}"))?;
+    println!("Endpoint {id} removed.");
+    Ok(())
+}
+
+fn check_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        bail!("invalid endpoint id {id:?}: use 1 to 128 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> anyhow::Result<()> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("invalid --url {url:?}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http") | Some("https"), Some(_)) => Ok(()),
+        _ => bail!("invalid --url {url:?}: give an absolute http:// or https:// URL"),
+    }
+}

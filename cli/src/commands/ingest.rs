@@ -1,0 +1,34 @@
+//! `aurora ingest`: the HTTP ingest API.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use aurora_common::{KafkaArgs, TopicArgs};
+use aurora_producer::{Encoding, EventProducer};
+use clap::Args;
+
+use super::shutdown_on_signal;
+use super::topics::create;
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    topics: TopicArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "AURORA_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "AURORA_INGEST_MAX_BODY_BYTES", default_value_t = aurora_producer::ingest::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
+    create(kafka, &args.topics).await?;
+    let producer = EventProducer::new(kafka, "aurora-ingest", Encoding::Headers)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the ingest API to {}", args.listen))?;
+    aurora_producer::ingest::serve(listener, producer, args.max_body_bytes, shutdown_on_signal())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! One module per subcommand.
+
+pub mod components;
+pub mod dev;
+pub mod endpoint;
+pub mod ingest;
+pub mod listen;
+pub mod produce;
+pub mod topics;
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutdown requested; finishing work in flight.");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
