@@ -10,13 +10,23 @@ use clap::{Parser, Subcommand, ValueEnum};
 use aurora_common::KafkaArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "aurora", version, about = "AuroraPress: Kafka events in, signed webhooks out.")]
+#[command(
+    name = "aurora",
+    version,
+    about = "AuroraPress: Kafka events in, signed webhooks out."
+)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
 
     /// Log output format.
-    #[arg(long, env = "AURORA_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "AURORA_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -100,4 +110,3 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
-

@@ -23,6 +23,10 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-property", env = "AURORA_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property, global = true)]
     pub kafka_properties: Vec<(String, String)>,
 
+    /// Extra librdkafka property for consumers only, as key=value (for example session.timeout.ms=10000); repeatable.
+    #[arg(long = "consumer-property", env = "AURORA_CONSUMER_PROPERTIES", value_delimiter = ',', value_parser = parse_property, global = true)]
+    pub consumer_properties: Vec<(String, String)>,
+
     /// Prefix of every AuroraPress topic and consumer group name.
     #[arg(
         long,
@@ -43,6 +47,7 @@ impl KafkaArgs {
         KafkaArgs {
             bootstrap_servers: bootstrap_servers.into(),
             kafka_properties: Vec::new(),
+            consumer_properties: Vec::new(),
             topic_prefix: topic_prefix.into(),
             retry_tiers: ["1s", "30s", "5m", "30m", "2h", "6h", "12h"]
                 .iter()
@@ -59,9 +64,11 @@ impl KafkaArgs {
                 reason: "it is empty; give host:port pairs such as 127.0.0.1:9092".into(),
             });
         }
-        if self.topic_prefix.chars().any(|c| {
-            !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-        }) {
+        if self
+            .topic_prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'))
+        {
             return Err(Error::Config {
                 name: "AURORA_TOPIC_PREFIX (--topic-prefix)",
                 reason: format!(
@@ -132,6 +139,7 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
 
 /// Parses a duration such as `250ms`, `30s`, `5m` or `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("{text:?} is not a duration such as 250ms, 30s, 5m or 2h: {error}"))
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("{text:?} is not a duration such as 250ms, 30s, 5m or 2h: {error}")
+    })
 }

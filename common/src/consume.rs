@@ -137,7 +137,9 @@ impl GroupConsumer {
             .create_with_context(CommitContext {
                 tracker: tracker.clone(),
             })
-            .map_err(Error::kafka(format!("creating consumer of group {group_id}")))?;
+            .map_err(Error::kafka(format!(
+                "creating consumer of group {group_id}"
+            )))?;
         consumer
             .subscribe(topics)
             .map_err(Error::kafka(format!("subscribing to {topics:?}")))?;

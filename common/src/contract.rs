@@ -81,4 +81,3 @@ pub fn is_json(content_type: &str) -> bool {
     let media = media_type(content_type);
     media == "application/json" || media.ends_with("+json")
 }
-

@@ -12,10 +12,15 @@ use crate::Error;
 pub fn client_config(args: &KafkaArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &args.bootstrap_servers);
-    for (key, value) in &args.kafka_properties {
+    apply(&mut config, &args.kafka_properties);
+    config
+}
+
+/// Sets the user's properties last, so that they override the defaults chosen here.
+fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
+    for (key, value) in properties {
         config.set(key, value);
     }
-    config
 }
 
 /// A producer whose acknowledgements mean the record is durable: idempotent, acks from all
@@ -27,9 +32,7 @@ pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
-    for (key, value) in &args.kafka_properties {
-        config.set(key, value);
-    }
+    apply(&mut config, &args.kafka_properties);
     config
         .create()
         .map_err(Error::kafka("creating the Kafka producer"))
@@ -43,9 +46,8 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    for (key, value) in &args.kafka_properties {
-        config.set(key, value);
-    }
+    apply(&mut config, &args.kafka_properties);
+    apply(&mut config, &args.consumer_properties);
     config
 }
 

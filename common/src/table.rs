@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use aurora_schemas::Subscription;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
-use crate::kafka::client_config;
+use crate::kafka::consumer_config;
 use crate::time::now_ms;
 use crate::Error;
 
@@ -28,10 +29,25 @@ pub type Endpoints = Arc<HashMap<String, Arc<Subscription>>>;
 
 struct Shared {
     endpoints: RwLock<Endpoints>,
-    /// Offset after the last record applied, per partition.
-    applied: watch::Sender<Vec<i64>>,
+    /// Read progress per partition.
+    progress: watch::Sender<Vec<Progress>>,
     /// Start time of the last completed catch-up, in epoch milliseconds.
     fresh_as_of_ms: RwLock<i64>,
+}
+
+/// How far the reader is in one partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// Offset after the last record applied.
+    applied: i64,
+    /// Whether the reader reached the end of the partition after its last record.
+    at_end: bool,
+}
+
+impl Progress {
+    fn covers(&self, end_offset: i64) -> bool {
+        self.at_end && self.applied >= end_offset
+    }
 }
 
 /// A live view of the subscriptions topic.
@@ -51,12 +67,11 @@ impl SubscriptionTable {
     ) -> Result<Self, Error> {
         // librdkafka requires a group id even for manual assignment; this one never joins a
         // group or commits, because partitions are assigned, not subscribed.
-        let consumer: StreamConsumer = client_config(args)
-            .set("group.id", args.group_id("subscriptions-reader"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .create()
-            .map_err(Error::kafka("creating the subscriptions reader"))?;
+        let consumer: StreamConsumer =
+            consumer_config(args, &args.group_id("subscriptions-reader"))
+                .set("enable.partition.eof", "true")
+                .create()
+                .map_err(Error::kafka("creating the subscriptions reader"))?;
         let consumer = Arc::new(consumer);
         let partitions = partition_count(&consumer, topic).await?;
 
@@ -72,7 +87,7 @@ impl SubscriptionTable {
 
         let shared = Arc::new(Shared {
             endpoints: RwLock::new(Arc::default()),
-            applied: watch::channel(vec![0; partitions as usize]).0,
+            progress: watch::channel(vec![Progress::default(); partitions as usize]).0,
             fresh_as_of_ms: RwLock::new(i64::MIN),
         });
         let table = SubscriptionTable {
@@ -100,12 +115,22 @@ impl SubscriptionTable {
     }
 
     /// Waits until every record written before this call has been applied.
+    ///
+    /// A partition is caught up when the reader has applied records up to the end offset the
+    /// broker reported at the start, and has then reached the end of what it fetched. The
+    /// second condition matters on tansu 0.6.0, whose end offset is the first offset of the
+    /// last batch plus one rather than the offset after the last record.
     pub async fn catch_up(&self) -> Result<(), Error> {
         let started_ms = now_ms();
-        let high = self.high_watermarks().await?;
-        let mut applied = self.shared.applied.subscribe();
-        applied
-            .wait_for(|applied| applied.iter().zip(&high).all(|(done, end)| done >= end))
+        let end_offsets = self.end_offsets().await?;
+        let mut progress = self.shared.progress.subscribe();
+        progress
+            .wait_for(|progress| {
+                progress
+                    .iter()
+                    .zip(&end_offsets)
+                    .all(|(partition, end)| partition.covers(*end))
+            })
             .await
             .map_err(|_| Error::TaskStopped("the subscriptions reader"))?;
         let mut fresh = self
@@ -131,10 +156,10 @@ impl SubscriptionTable {
         self.catch_up().await
     }
 
-    async fn high_watermarks(&self) -> Result<Vec<i64>, Error> {
+    async fn end_offsets(&self) -> Result<Vec<i64>, Error> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let partitions = self.shared.applied.borrow().len() as i32;
+        let partitions = self.shared.progress.borrow().len() as i32;
         tokio::task::spawn_blocking(move || {
             (0..partitions)
                 .map(|partition| {
@@ -157,6 +182,13 @@ impl SubscriptionTable {
             };
             match received {
                 Ok(message) => self.apply(&message),
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.shared.progress.send_modify(|progress| {
+                        if let Some(partition) = progress.get_mut(partition as usize) {
+                            partition.at_end = true;
+                        }
+                    });
+                }
                 Err(error) => {
                     tracing::warn!(topic = %self.topic, error = %error, "Reading subscriptions failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,9 +224,10 @@ impl SubscriptionTable {
                 }
             },
         }
-        self.shared.applied.send_modify(|applied| {
-            if let Some(done) = applied.get_mut(partition as usize) {
-                *done = (*done).max(offset + 1);
+        self.shared.progress.send_modify(|progress| {
+            if let Some(progress) = progress.get_mut(partition as usize) {
+                progress.applied = progress.applied.max(offset + 1);
+                progress.at_end = false;
             }
         });
     }
@@ -237,4 +270,3 @@ where
     }
     Ok(partitions as i32)
 }
-

@@ -19,7 +19,9 @@ pub struct RetryTier {
 impl RetryTier {
     /// The tier of `delay`, named `{prefix}retry.{delay}` such as `aurora.retry.30s`.
     pub fn new(prefix: &str, delay: Duration) -> Self {
-        let label = humantime::format_duration(delay).to_string().replace(' ', "");
+        let label = humantime::format_duration(delay)
+            .to_string()
+            .replace(' ', "");
         RetryTier {
             topic: format!("{prefix}retry.{label}"),
             delay,
@@ -61,10 +63,18 @@ impl Topics {
                 1,
                 vec![("cleanup.policy", "compact")],
             ),
-            (self.deliveries.clone(), layout.deliveries_partitions, vec![]),
+            (
+                self.deliveries.clone(),
+                layout.deliveries_partitions,
+                vec![],
+            ),
             (self.attempts.clone(), layout.deliveries_partitions, vec![]),
             (self.quarantine.clone(), 1, vec![]),
-            (self.dead_letter.clone(), layout.deliveries_partitions, vec![]),
+            (
+                self.dead_letter.clone(),
+                layout.deliveries_partitions,
+                vec![],
+            ),
         ];
         for tier in &self.retry {
             specs.push((tier.topic.clone(), layout.deliveries_partitions, vec![]));

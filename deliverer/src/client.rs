@@ -117,7 +117,10 @@ fn build_request(outgoing: &Outgoing<'_>) -> Result<Request<Full<Bytes>>, SendEr
     let mut builder = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header(USER_AGENT, concat!("AuroraPress/", env!("CARGO_PKG_VERSION")))
+        .header(
+            USER_AGENT,
+            concat!("AuroraPress/", env!("CARGO_PKG_VERSION")),
+        )
         .header(
             CONTENT_TYPE,
             HeaderValue::from_str(outgoing.content_type)

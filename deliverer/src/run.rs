@@ -95,7 +95,11 @@ impl Shared {
         let delivery = match message.payload().map(aurora_schemas::decode::<Delivery>) {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => return self.quarantine(&message, error.to_string()).await,
-            None => return self.quarantine(&message, "the record has no value".into()).await,
+            None => {
+                return self
+                    .quarantine(&message, "the record has no value".into())
+                    .await
+            }
         };
 
         // Endpoint changes written before this delivery must be visible to it.
@@ -182,9 +186,10 @@ impl Shared {
         let next_tier = self.topics.retry.get(delivery.attempts.len());
         let (outcome, next_attempt_at_ms) = match (&tried.verdict, next_tier) {
             (Verdict::Delivered, _) => (AttemptOutcome::Delivered, None),
-            (Verdict::Retry { .. }, Some(tier)) => {
-                (AttemptOutcome::RetryScheduled, Some(now.saturating_add(jittered_ms(tier.delay))))
-            }
+            (Verdict::Retry { .. }, Some(tier)) => (
+                AttemptOutcome::RetryScheduled,
+                Some(now.saturating_add(jittered_ms(tier.delay))),
+            ),
             (Verdict::Retry { .. }, None) => (AttemptOutcome::DeadLettered, None),
         };
         let attempt = Attempt {
@@ -214,7 +219,10 @@ impl Shared {
             }
             (AttemptOutcome::DeadLettered, _) => {
                 delivery.dead_letter_reason = Some("attempts exhausted".into());
-                pending.push(self.enqueue(&self.topics.dead_letter, &key, &delivery).await?);
+                pending.push(
+                    self.enqueue(&self.topics.dead_letter, &key, &delivery)
+                        .await?,
+                );
             }
             _ => {}
         }
@@ -239,10 +247,16 @@ impl Shared {
         let record = aurora_common::quarantine::record(message, reason);
         let value = aurora_schemas::encode(&record)?;
         let key = aurora_common::quarantine::key(&record);
-        enqueue(&self.producer, &self.topics.quarantine, key.as_bytes(), &value, None)
-            .await?
-            .acked()
-            .await?;
+        enqueue(
+            &self.producer,
+            &self.topics.quarantine,
+            key.as_bytes(),
+            &value,
+            None,
+        )
+        .await?
+        .acked()
+        .await?;
         Ok(())
     }
 
@@ -261,9 +275,15 @@ fn log_attempt(attempt: &Attempt) {
     let status = attempt.status.unwrap_or(0);
     let error = attempt.error.as_deref().unwrap_or("");
     match attempt.outcome {
-        AttemptOutcome::Delivered => tracing::trace!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, "Delivered."),
-        AttemptOutcome::RetryScheduled => tracing::warn!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed; retry scheduled."),
-        AttemptOutcome::DeadLettered => tracing::error!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed and no retries are left; delivery dead-lettered."),
+        AttemptOutcome::Delivered => {
+            tracing::trace!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, "Delivered.")
+        }
+        AttemptOutcome::RetryScheduled => {
+            tracing::warn!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed; retry scheduled.")
+        }
+        AttemptOutcome::DeadLettered => {
+            tracing::error!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed and no retries are left; delivery dead-lettered.")
+        }
     }
 }
 

@@ -138,7 +138,10 @@ impl Api {
             payload: parsed.payload.get().as_bytes().to_vec(),
         };
         match self.producer.send(event).await {
-            Ok(produced) => json(StatusCode::CREATED, serde_json::to_value(produced).unwrap_or_default()),
+            Ok(produced) => json(
+                StatusCode::CREATED,
+                serde_json::to_value(produced).unwrap_or_default(),
+            ),
             Err(Error::InvalidEvent(reason)) => {
                 error(StatusCode::BAD_REQUEST, "invalid_event", &reason)
             }
@@ -165,5 +168,8 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(status, serde_json::json!({"code": code, "message": message}))
+    json(
+        status,
+        serde_json::json!({"code": code, "message": message}),
+    )
 }

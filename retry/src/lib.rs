@@ -47,7 +47,11 @@ pub struct RetryConfig {
 pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let kafka = &config.kafka;
     let topics = kafka.topics();
-    let tier_topics: Vec<&str> = topics.retry.iter().map(|tier| tier.topic.as_str()).collect();
+    let tier_topics: Vec<&str> = topics
+        .retry
+        .iter()
+        .map(|tier| tier.topic.as_str())
+        .collect();
     let group = kafka.group_id("retry");
     // A small fetch queue bounds how many waiting records a paused partition leaves in memory.
     let mut consumer = GroupConsumer::new(
@@ -100,7 +104,8 @@ impl Handler for Retry {
                 let record = aurora_common::quarantine::record(&message, reason);
                 let value = aurora_schemas::encode(&record)?;
                 let key = aurora_common::quarantine::key(&record);
-                let pending = enqueue(&producer, &self.quarantine, key.as_bytes(), &value, None).await?;
+                let pending =
+                    enqueue(&producer, &self.quarantine, key.as_bytes(), &value, None).await?;
                 return Ok(Box::pin(async move {
                     pending.acked().await?;
                     Ok(())
@@ -169,7 +174,11 @@ impl Drop for Hold {
     }
 }
 
-fn set_paused(consumer: &StreamConsumer<CommitContext>, (topic, partition): &(String, i32), pause: bool) {
+fn set_paused(
+    consumer: &StreamConsumer<CommitContext>,
+    (topic, partition): &(String, i32),
+    pause: bool,
+) {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, *partition);
     let result = if pause {

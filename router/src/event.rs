@@ -14,10 +14,10 @@ use aurora_schemas::Event;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 
+use aurora_common::contract::{check_event_fields, media_type};
 pub use aurora_common::contract::{
     CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, MAX_NAME_BYTES, TYPE_HEADER,
 };
-use aurora_common::contract::{check_event_fields, media_type};
 
 /// An event that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +31,15 @@ pub struct IncomingEvent {
 
 /// Reads and checks an events-topic record; the error is the quarantine reason.
 pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
-    let content_type = header(message, CONTENT_TYPE_HEADER)?
-        .unwrap_or_else(|| "application/json".to_string());
+    let content_type =
+        header(message, CONTENT_TYPE_HEADER)?.unwrap_or_else(|| "application/json".to_string());
     let time_ms = message
         .timestamp()
         .to_millis()
         .unwrap_or_else(aurora_common::time::now_ms);
-    let value = message.payload().ok_or("the record has no value (tombstone)")?;
+    let value = message
+        .payload()
+        .ok_or("the record has no value (tombstone)")?;
 
     let event = if media_type(&content_type) == EVENT_AVRO_CONTENT_TYPE {
         let envelope = aurora_schemas::decode::<Event>(value)
@@ -50,7 +52,16 @@ pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
             time_ms: envelope.time_ms,
         }
     } else {
-        let missing = |name: &str| format!("header {name} is missing; set it to the event's {}", if name == ID_HEADER { "unique id" } else { "type, such as invoice.paid" });
+        let missing = |name: &str| {
+            format!(
+                "header {name} is missing; set it to the event's {}",
+                if name == ID_HEADER {
+                    "unique id"
+                } else {
+                    "type, such as invoice.paid"
+                }
+            )
+        };
         IncomingEvent {
             id: header(message, ID_HEADER)?.ok_or_else(|| missing(ID_HEADER))?,
             event_type: header(message, TYPE_HEADER)?.ok_or_else(|| missing(TYPE_HEADER))?,
@@ -59,7 +70,12 @@ pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
             time_ms,
         }
     };
-    check_event_fields(&event.id, &event.event_type, &event.content_type, &event.payload)?;
+    check_event_fields(
+        &event.id,
+        &event.event_type,
+        &event.content_type,
+        &event.payload,
+    )?;
     Ok(event)
 }
 
@@ -128,7 +144,11 @@ mod tests {
             data: b"[1,2]".to_vec(),
         };
         let bytes = aurora_schemas::encode(&envelope).unwrap();
-        let event = parse_event(&record(&[("content-type", "application/avro")], Some(&bytes))).unwrap();
+        let event = parse_event(&record(
+            &[("content-type", "application/avro")],
+            Some(&bytes),
+        ))
+        .unwrap();
         assert_eq!(event.id, "e2");
         assert_eq!(event.payload, b"[1,2]");
     }
@@ -138,21 +158,48 @@ mod tests {
         let cases: [(&[(&str, &str)], Option<&[u8]>, &str); 7] = [
             (&[("ce_type", "a.b")], Some(b"{}"), "ce_id is missing"),
             (&[("ce_id", "e")], Some(b"{}"), "ce_type is missing"),
-            (&[("ce_id", "e"), ("ce_type", "a.b")], Some(b"{not json"), "not valid JSON"),
+            (
+                &[("ce_id", "e"), ("ce_type", "a.b")],
+                Some(b"{not json"),
+                "not valid JSON",
+            ),
             (&[("ce_id", "e"), ("ce_type", "a.b")], None, "no value"),
-            (&[("ce_id", " "), ("ce_type", "a.b")], Some(b"{}"), "event id is empty"),
-            (&[("ce_id", "e"), ("ce_type", "a.*")], Some(b"{}"), "reserved for filters"),
-            (&[("ce_id", "e"), ("ce_type", "a.b"), ("content-type", "text/plain")], Some(b"hi"), "not supported"),
+            (
+                &[("ce_id", " "), ("ce_type", "a.b")],
+                Some(b"{}"),
+                "event id is empty",
+            ),
+            (
+                &[("ce_id", "e"), ("ce_type", "a.*")],
+                Some(b"{}"),
+                "reserved for filters",
+            ),
+            (
+                &[
+                    ("ce_id", "e"),
+                    ("ce_type", "a.b"),
+                    ("content-type", "text/plain"),
+                ],
+                Some(b"hi"),
+                "not supported",
+            ),
         ];
         for (headers, value, expected) in cases {
             let reason = parse_event(&record(headers, value)).unwrap_err();
-            assert!(reason.contains(expected), "{reason:?} should contain {expected:?}");
+            assert!(
+                reason.contains(expected),
+                "{reason:?} should contain {expected:?}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_avro_envelope() {
-        let reason = parse_event(&record(&[("content-type", "application/avro")], Some(b"{}"))).unwrap_err();
+        let reason = parse_event(&record(
+            &[("content-type", "application/avro")],
+            Some(b"{}"),
+        ))
+        .unwrap_err();
         assert!(reason.contains("aurora.Event"), "{reason}");
     }
 }

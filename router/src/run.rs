@@ -129,9 +129,15 @@ impl Router {
         let record = aurora_common::quarantine::record(message, reason);
         let value = aurora_schemas::encode(&record)?;
         let key = aurora_common::quarantine::key(&record);
-        enqueue(&self.producer, &self.topics.quarantine, key.as_bytes(), &value, None)
-            .await
-            .map_err(produce_error)
+        enqueue(
+            &self.producer,
+            &self.topics.quarantine,
+            key.as_bytes(),
+            &value,
+            None,
+        )
+        .await
+        .map_err(produce_error)
     }
 }
 

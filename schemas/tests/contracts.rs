@@ -156,8 +156,8 @@ fn every_history_file_is_registered() {
 /// A field added without a default cannot fill in records written before it existed.
 #[test]
 fn field_without_default_breaks_compatibility() {
-    let old = apache_avro::Schema::parse_str(include_str!("../avro/history/delivery.v1.avsc"))
-        .unwrap();
+    let old =
+        apache_avro::Schema::parse_str(include_str!("../avro/history/delivery.v1.avsc")).unwrap();
     let mut changed: serde_json::Value =
         serde_json::from_str(include_str!("../avro/delivery.avsc")).unwrap();
     changed["fields"]
@@ -165,7 +165,9 @@ fn field_without_default_breaks_compatibility() {
         .unwrap()
         .push(serde_json::json!({"name": "tenant_id", "type": "string"}));
     let changed = apache_avro::Schema::parse_str(&changed.to_string()).unwrap();
-    assert!(apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, &changed).is_err());
+    assert!(
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, &changed).is_err()
+    );
 
     let mut defaulted: serde_json::Value =
         serde_json::from_str(include_str!("../avro/delivery.avsc")).unwrap();

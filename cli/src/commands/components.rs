@@ -54,7 +54,10 @@ pub fn router_config(kafka: &KafkaArgs, max_in_flight: u32) -> aurora_router::Ro
     }
 }
 
-pub fn deliverer_config(kafka: &KafkaArgs, args: &DeliveryArgs) -> aurora_deliverer::DelivererConfig {
+pub fn deliverer_config(
+    kafka: &KafkaArgs,
+    args: &DeliveryArgs,
+) -> aurora_deliverer::DelivererConfig {
     aurora_deliverer::DelivererConfig {
         kafka: kafka.clone(),
         request_timeout: args.request_timeout,

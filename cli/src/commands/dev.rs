@@ -51,7 +51,8 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
 
     let shutdown = shutdown_on_signal();
     let router = aurora_router::run(router_config(kafka, 4096), shutdown.clone());
-    let deliverer = aurora_deliverer::run(deliverer_config(kafka, &args.delivery), shutdown.clone());
+    let deliverer =
+        aurora_deliverer::run(deliverer_config(kafka, &args.delivery), shutdown.clone());
     let retry = aurora_retry::run(retry_config(kafka, 10_000), shutdown.clone());
     let stop_all = |error: anyhow::Error| {
         shutdown.cancel();
@@ -107,7 +108,9 @@ fn find_tansu() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
         .map(|home| home.join("bin/tansu"));
-    on_path.chain(cargo_home).find(|candidate| candidate.is_file())
+    on_path
+        .chain(cargo_home)
+        .find(|candidate| candidate.is_file())
 }
 
 fn print_instructions(kafka: &KafkaArgs) {

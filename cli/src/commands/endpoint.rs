@@ -89,14 +89,20 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
     let value = aurora_schemas::encode(&subscription)?;
     let topic = kafka.topics().subscriptions;
     produce(&producer, &topic, args.id.as_bytes(), &value, None).await?;
-    println!("Endpoint {} added: {} for {}", args.id, subscription.url, subscription.event_types.join(", "));
+    println!(
+        "Endpoint {} added: {} for {}",
+        args.id,
+        subscription.url,
+        subscription.event_types.join(", ")
+    );
     println!("Signing secret: {secret}");
     Ok(())
 }
 
 async fn list(kafka: &KafkaArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let table = SubscriptionTable::start(kafka, &kafka.topics().subscriptions, shutdown.clone()).await?;
+    let table =
+        SubscriptionTable::start(kafka, &kafka.topics().subscriptions, shutdown.clone()).await?;
     let endpoints = table.endpoints();
     shutdown.cancel();
     let mut rows: Vec<_> = endpoints.values().collect();
@@ -129,14 +135,21 @@ async fn remove(kafka: &KafkaArgs, id: &str) -> anyhow::Result<()> {
 }
 
 fn check_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         bail!("invalid endpoint id {id:?}: use 1 to 128 letters, digits, '.', '_' or '-'");
     }
     Ok(())
 }
 
 fn check_url(url: &str) -> anyhow::Result<()> {
-    let uri: hyper::Uri = url.parse().with_context(|| format!("invalid --url {url:?}"))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("invalid --url {url:?}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http") | Some("https"), Some(_)) => Ok(()),
         _ => bail!("invalid --url {url:?}: give an absolute http:// or https:// URL"),

@@ -28,7 +28,12 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the ingest API to {}", args.listen))?;
-    aurora_producer::ingest::serve(listener, producer, args.max_body_bytes, shutdown_on_signal())
-        .await?;
+    aurora_producer::ingest::serve(
+        listener,
+        producer,
+        args.max_body_bytes,
+        shutdown_on_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -28,7 +28,12 @@ pub struct ListenArgs {
     #[arg(long, env = "AURORA_LISTEN_ADDRESS", default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
     /// Signing secret (whsec_<base64>) the requests must be signed with; repeatable.
-    #[arg(long = "secret", env = "AURORA_LISTEN_SECRET", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "secret",
+        env = "AURORA_LISTEN_SECRET",
+        value_delimiter = ',',
+        required = true
+    )]
     secrets: Vec<String>,
     /// Status returned for verified requests.
     #[arg(long, default_value_t = 204, value_parser = clap::value_parser!(u16).range(100..=599))]
@@ -59,7 +64,10 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     let socket = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    println!("Listening on http://{} and verifying signatures.", socket.local_addr()?);
+    println!(
+        "Listening on http://{} and verifying signatures.",
+        socket.local_addr()?
+    );
     flush();
     loop {
         let (stream, _) = socket.accept().await.context("accepting a connection")?;
@@ -89,7 +97,10 @@ impl Listener {
         let timestamp = header("webhook-timestamp");
         let signatures = header("webhook-signature");
         let path = request.uri().path().to_string();
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
         };
@@ -97,7 +108,14 @@ impl Listener {
         let now_secs = aurora_common::time::now_ms() / 1000;
         let mut last_error = None;
         for secret in &self.secrets {
-            match secret.verify(id.as_deref(), timestamp.as_deref(), signatures.as_deref(), &body, now_secs, self.tolerance_secs) {
+            match secret.verify(
+                id.as_deref(),
+                timestamp.as_deref(),
+                signatures.as_deref(),
+                &body,
+                now_secs,
+                self.tolerance_secs,
+            ) {
                 Ok(()) => {
                     println!(
                         "verified webhook-id={} path={} body={}",
@@ -111,10 +129,19 @@ impl Listener {
                 Err(error) => last_error = Some(error),
             }
         }
-        let reason = last_error.map(|error| error.to_string()).unwrap_or_default();
-        println!("rejected webhook-id={} path={} reason={reason}", id.as_deref().unwrap_or(""), path);
+        let reason = last_error
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        println!(
+            "rejected webhook-id={} path={} reason={reason}",
+            id.as_deref().unwrap_or(""),
+            path
+        );
         flush();
-        reply(StatusCode::UNAUTHORIZED, &format!("signature verification failed: {reason}"))
+        reply(
+            StatusCode::UNAUTHORIZED,
+            &format!("signature verification failed: {reason}"),
+        )
     }
 }
 

@@ -20,8 +20,20 @@ pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
     let TopicsCommand::Create(layout) = args.command;
     create(kafka, &layout).await?;
     let topics = kafka.topics();
-    println!("Topics ready: {}, {}, {}, {}, {}, {}{}", topics.events, topics.subscriptions, topics.deliveries, topics.attempts, topics.quarantine, topics.dead_letter,
-        topics.retry.iter().map(|tier| format!(", {}", tier.topic)).collect::<String>());
+    println!(
+        "Topics ready: {}, {}, {}, {}, {}, {}{}",
+        topics.events,
+        topics.subscriptions,
+        topics.deliveries,
+        topics.attempts,
+        topics.quarantine,
+        topics.dead_letter,
+        topics
+            .retry
+            .iter()
+            .map(|tier| format!(", {}", tier.topic))
+            .collect::<String>()
+    );
     Ok(())
 }
 

@@ -1,0 +1,73 @@
+//! Subscription changes take effect while the pipeline runs.
+
+mod support;
+
+use std::time::Duration;
+
+use aurora_producer::{Encoding, EventProducer, NewEvent};
+use support::{test_secret, wait_until, Env, Receiver};
+
+async fn send(producer: &EventProducer, id: &str) {
+    producer
+        .send(NewEvent {
+            id: Some(id.into()),
+            event_type: "user.created".into(),
+            key: None,
+            content_type: "application/json".into(),
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap();
+}
+
+fn ids(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .received()
+        .into_iter()
+        .filter_map(|request| request.webhook_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updated_url_and_tombstone_take_effect() {
+    let mut env = Env::new("subs").await;
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    let witness = Receiver::start().await;
+    let secret = test_secret();
+    env.add_endpoint("moving", &first.url("/"), &["user.*"], &secret)
+        .await;
+    env.add_endpoint("witness", &witness.url("/"), &["*"], &test_secret())
+        .await;
+    env.spawn(&["router"]);
+    env.spawn(&["deliverer"]);
+    let producer = EventProducer::new(&env.kafka, "tests", Encoding::Headers).unwrap();
+
+    send(&producer, "before-update").await;
+    assert!(wait_until(Duration::from_secs(60), || first.count() == 1).await);
+
+    // Same id, new URL: replaces the subscription.
+    env.add_endpoint("moving", &second.url("/"), &["user.*"], &secret)
+        .await;
+    send(&producer, "after-update").await;
+    assert!(wait_until(Duration::from_secs(60), || second.count() == 1).await);
+    assert_eq!(ids(&second), vec!["after-update"]);
+
+    let output = env.aurora(&["endpoint", "remove", "--id", "moving"]).await;
+    assert!(
+        output.status.success(),
+        "endpoint remove failed: {output:?}"
+    );
+    send(&producer, "after-delete").await;
+    // The witness subscribes to everything, so once it has the event the router is past it.
+    assert!(wait_until(Duration::from_secs(60), || witness.count() == 3).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(ids(&first), vec!["before-update"]);
+    assert_eq!(ids(&second), vec!["after-update"]);
+
+    let listed = env.aurora(&["endpoint", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("witness"), "{listed}");
+    assert!(!listed.contains("moving"), "{listed}");
+}

@@ -1,0 +1,363 @@
+//! Test harness: a unique topic prefix per test on the broker at AURORA_TEST_BOOTSTRAP,
+//! `aurora` processes, real HTTP receivers on 127.0.0.1 and a signature verifier written
+//! from the Standard Webhooks specification.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aurora_common::KafkaArgs;
+use aurora_schemas::Contract;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sha2::Sha256;
+use tokio::process::{Child, Command};
+
+pub const AURORA: &str = env!("CARGO_BIN_EXE_aurora");
+/// Retry tiers short enough for tests.
+pub const TEST_RETRY_TIERS: &str = "1s,2s";
+/// Consumer group timeouts short enough that a killed member is noticed quickly.
+pub const TEST_CONSUMER_PROPERTIES: &str = "session.timeout.ms=6000,heartbeat.interval.ms=500";
+
+static NEXT_PREFIX: AtomicU32 = AtomicU32::new(0);
+
+/// The broker the tests run against.
+pub fn bootstrap() -> String {
+    std::env::var("AURORA_TEST_BOOTSTRAP").expect(
+        "AURORA_TEST_BOOTSTRAP is not set; run the tests with scripts/test, which starts a broker",
+    )
+}
+
+/// One test's isolated slice of the broker: its own topic prefix and consumer groups.
+pub struct Env {
+    pub prefix: String,
+    pub kafka: KafkaArgs,
+    children: Vec<Child>,
+}
+
+impl Env {
+    /// A fresh prefix with every topic created.
+    pub async fn new(name: &str) -> Env {
+        let prefix = format!(
+            "t{}-{}-{}-{}.",
+            std::process::id(),
+            NEXT_PREFIX.fetch_add(1, Ordering::SeqCst),
+            name,
+            rand::random::<u32>()
+        );
+        let mut kafka = KafkaArgs::new(bootstrap(), prefix.clone());
+        kafka.retry_tiers = TEST_RETRY_TIERS
+            .split(',')
+            .map(|text| aurora_common::config::parse_duration(text).unwrap())
+            .collect();
+        let env = Env {
+            prefix,
+            kafka,
+            children: Vec::new(),
+        };
+        let output = env.aurora(&["topics", "create"]).await;
+        assert!(output.status.success(), "topics create failed: {output:?}");
+        env
+    }
+
+    /// A command for the `aurora` binary configured for this test's topics.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(AURORA);
+        command
+            .args(args)
+            .env("AURORA_BOOTSTRAP_SERVERS", bootstrap())
+            .env("AURORA_TOPIC_PREFIX", &self.prefix)
+            .env("AURORA_RETRY_TIERS", TEST_RETRY_TIERS)
+            .env("AURORA_CONSUMER_PROPERTIES", TEST_CONSUMER_PROPERTIES)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `aurora` to completion.
+    pub async fn aurora(&self, args: &[&str]) -> std::process::Output {
+        tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+            .await
+            .expect("aurora command timed out")
+            .expect("aurora command starts")
+    }
+
+    /// Starts a long-running `aurora` component; it is killed when the test ends.
+    pub fn spawn(&mut self, args: &[&str]) -> usize {
+        let child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("aurora component starts");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Kills a component started with [`Env::spawn`] at once (SIGKILL).
+    pub async fn kill(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        child.kill().await.expect("component is killed");
+    }
+
+    /// Registers an endpoint through the command line.
+    pub async fn add_endpoint(&self, id: &str, url: &str, filters: &[&str], secret: &str) {
+        let mut args = vec![
+            "endpoint", "add", "--id", id, "--url", url, "--secret", secret,
+        ];
+        for filter in filters {
+            args.push("--filter");
+            args.push(filter);
+        }
+        let output = self.aurora(&args).await;
+        assert!(output.status.success(), "endpoint add failed: {output:?}");
+    }
+
+    /// Reads every record of `topic` written so far.
+    pub fn read_topic<T: Contract>(&self, topic: &str) -> Vec<T> {
+        read_raw(&self.kafka, topic)
+            .into_iter()
+            .filter_map(|(_, value)| value)
+            .map(|value| aurora_schemas::decode::<T>(&value).expect("record decodes"))
+            .collect()
+    }
+}
+
+/// Every (key, value) of a topic, read from the beginning until the end of every partition.
+pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("group.id", format!("{}test-reader", kafka.topic_prefix))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("test consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions().len();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => records.push((
+                message.key().map(<[u8]>::to_vec),
+                message.payload().map(<[u8]>::to_vec),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(at_end.len(), partitions, "could not read all of {topic}");
+    records
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub webhook_id: Option<String>,
+    pub webhook_timestamp: Option<String>,
+    pub webhook_signature: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+/// An HTTP receiver on 127.0.0.1 that records every request and answers with the queued
+/// statuses, then with 204.
+#[derive(Clone)]
+pub struct Receiver {
+    pub address: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Receiver {
+            address: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            statuses: Arc::default(),
+        };
+        let state = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.handle(request).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    /// URL of `path` on this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Answers the next requests with these statuses.
+    pub fn respond_with(&self, statuses: &[u16]) {
+        self.statuses.lock().unwrap().extend(statuses);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let mut received = Received {
+            path: request.uri().path().to_string(),
+            webhook_id: header("webhook-id"),
+            webhook_timestamp: header("webhook-timestamp"),
+            webhook_signature: header("webhook-signature"),
+            content_type: header("content-type"),
+            body: Bytes::new(),
+            at: Instant::now(),
+        };
+        received.body = request.into_body().collect().await.unwrap().to_bytes();
+        self.received.lock().unwrap().push(received);
+        let status = self.statuses.lock().unwrap().pop_front().unwrap_or(204);
+        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response
+    }
+}
+
+/// Verifies a request per the Standard Webhooks specification, independently of the signer:
+/// the key is the base64-decoded part of the secret after `whsec_`, the signed content is
+/// `{webhook-id}.{webhook-timestamp}.{body}`, and the header holds space-separated
+/// `v1,<base64 HMAC-SHA256>` entries, any of which may match.
+pub fn verify_signature(secret: &str, request: &Received) -> bool {
+    let key = STANDARD
+        .decode(
+            secret
+                .strip_prefix("whsec_")
+                .expect("secret starts with whsec_"),
+        )
+        .expect("secret is base64");
+    let (Some(id), Some(timestamp), Some(header)) = (
+        &request.webhook_id,
+        &request.webhook_timestamp,
+        &request.webhook_signature,
+    ) else {
+        return false;
+    };
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(&request.body);
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&content);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    header.split(' ').any(|candidate| candidate == expected)
+}
+
+/// A new random secret in whsec_ form, made here rather than by the product.
+pub fn test_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends one HTTP request to 127.0.0.1 and returns the status and body.
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .expect("request reaches the server");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// Waits until something accepts connections on a loopback port.
+pub async fn wait_for_port(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
