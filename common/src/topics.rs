@@ -29,6 +29,13 @@ impl RetryTier {
     }
 }
 
+/// A topic to create: name, partition count and topic configs.
+struct TopicSpec {
+    name: String,
+    partitions: i32,
+    configs: Vec<(&'static str, &'static str)>,
+}
+
 /// Names of every AuroraPress topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -55,29 +62,22 @@ impl Topics {
         }
     }
 
-    fn specs(&self, layout: &TopicArgs) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+    fn specs(&self, layout: &TopicArgs) -> Vec<TopicSpec> {
+        let spec = |name: &String, partitions, configs| TopicSpec {
+            name: name.clone(),
+            partitions,
+            configs,
+        };
         let mut specs = vec![
-            (self.events.clone(), layout.events_partitions, vec![]),
-            (
-                self.subscriptions.clone(),
-                1,
-                vec![("cleanup.policy", "compact")],
-            ),
-            (
-                self.deliveries.clone(),
-                layout.deliveries_partitions,
-                vec![],
-            ),
-            (self.attempts.clone(), layout.deliveries_partitions, vec![]),
-            (self.quarantine.clone(), 1, vec![]),
-            (
-                self.dead_letter.clone(),
-                layout.deliveries_partitions,
-                vec![],
-            ),
+            spec(&self.events, layout.events_partitions, vec![]),
+            spec(&self.subscriptions, 1, vec![("cleanup.policy", "compact")]),
+            spec(&self.deliveries, layout.deliveries_partitions, vec![]),
+            spec(&self.attempts, layout.deliveries_partitions, vec![]),
+            spec(&self.quarantine, 1, vec![]),
+            spec(&self.dead_letter, layout.deliveries_partitions, vec![]),
         ];
         for tier in &self.retry {
-            specs.push((tier.topic.clone(), layout.deliveries_partitions, vec![]));
+            specs.push(spec(&tier.topic, layout.deliveries_partitions, vec![]));
         }
         specs
     }
@@ -92,13 +92,13 @@ pub async fn create_topics(
     let specs = topics.specs(layout);
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|(name, partitions, configs)| {
+        .map(|spec| {
             let mut topic = NewTopic::new(
-                name,
-                *partitions,
+                &spec.name,
+                spec.partitions,
                 TopicReplication::Fixed(layout.replication_factor),
             );
-            for (key, value) in configs {
+            for (key, value) in &spec.configs {
                 topic = topic.set(key, value);
             }
             topic

@@ -155,7 +155,8 @@ mod tests {
 
     #[test]
     fn rejects_with_reasons() {
-        let cases: [(&[(&str, &str)], Option<&[u8]>, &str); 7] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a [u8]>, &'a str);
+        let cases: [Case<'_>; 7] = [
             (&[("ce_type", "a.b")], Some(b"{}"), "ce_id is missing"),
             (&[("ce_id", "e")], Some(b"{}"), "ce_type is missing"),
             (

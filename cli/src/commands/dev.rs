@@ -117,10 +117,10 @@ fn print_instructions(kafka: &KafkaArgs) {
     let topics = kafka.topics();
     println!(
         "\nPipeline running: events from {} are delivered as signed webhooks.\n\n\
-         1. Start a receiver in another terminal:\n   \
-         aurora listen --listen 127.0.0.1:9000 --secret <the secret printed in step 2>\n\
-         2. Register an endpoint:\n   \
+         1. Register an endpoint; the command prints its signing secret:\n   \
          aurora endpoint add --id demo --url http://127.0.0.1:9000/hook --filter 'user.*'\n\
+         2. In another terminal, receive and verify the webhooks:\n   \
+         aurora listen --listen 127.0.0.1:9000 --secret <the secret from step 1>\n\
          3. Send an event (or POST to `aurora ingest`, or use kcat with ce_id and ce_type headers):\n   \
          aurora produce --type user.created --data '{{\"name\":\"Ada\"}}'\n\n\
          Press Ctrl-C to stop.\n",

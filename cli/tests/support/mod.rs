@@ -137,8 +137,11 @@ impl Env {
     }
 }
 
+/// Key and value of a record; either may be absent.
+pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every (key, value) of a topic, read from the beginning until the end of every partition.
-pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<RawRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("group.id", format!("{}test-reader", kafka.topic_prefix))
