@@ -57,6 +57,8 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Receive webhooks locally, verify their signatures and print them.
     Listen(commands::listen::ListenArgs),
+    /// Print the records of an internal topic as JSON lines.
+    Inspect(commands::inspect::InspectArgs),
     /// Add, list or remove endpoints on the subscriptions topic.
     #[command(subcommand)]
     Endpoint(commands::endpoint::EndpointCommand),
@@ -95,6 +97,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
         Command::Retry(args) => commands::components::retry(&kafka, args).await,
         Command::Dev(args) => commands::dev::run(&kafka, args).await,
         Command::Listen(args) => commands::listen::run(args).await,
+        Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
         Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
     }
 }

@@ -23,6 +23,10 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-property", env = "AURORA_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property, global = true)]
     pub kafka_properties: Vec<(String, String)>,
 
+    /// Extra librdkafka property for producers only, as key=value (for example linger.ms=20); repeatable.
+    #[arg(long = "producer-property", env = "AURORA_PRODUCER_PROPERTIES", value_delimiter = ',', value_parser = parse_property, global = true)]
+    pub producer_properties: Vec<(String, String)>,
+
     /// Extra librdkafka property for consumers only, as key=value (for example session.timeout.ms=10000); repeatable.
     #[arg(long = "consumer-property", env = "AURORA_CONSUMER_PROPERTIES", value_delimiter = ',', value_parser = parse_property, global = true)]
     pub consumer_properties: Vec<(String, String)>,
@@ -47,6 +51,7 @@ impl KafkaArgs {
         KafkaArgs {
             bootstrap_servers: bootstrap_servers.into(),
             kafka_properties: Vec::new(),
+            producer_properties: Vec::new(),
             consumer_properties: Vec::new(),
             topic_prefix: topic_prefix.into(),
             retry_tiers: ["1s", "30s", "5m", "30m", "2h", "6h", "12h"]

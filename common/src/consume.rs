@@ -68,6 +68,23 @@ impl ConsumerContext for CommitContext {
         tracing::debug!(partitions = ?revoked, "Partitions revoked.");
     }
 
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let partitions: Vec<TopicPartition> = assigned
+                    .elements()
+                    .iter()
+                    .map(|element| (element.topic().to_string(), element.partition()))
+                    .collect();
+                tracing::info!(partitions = ?partitions, "Partitions assigned.");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(error = %error, "Rebalance failed.");
+            }
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(error) = result {
             tracing::warn!(error = %error, "Committing offsets failed; retrying with the next commit.");

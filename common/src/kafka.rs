@@ -1,9 +1,12 @@
 //! Kafka client configurations: one place decides producer durability and consumer commits.
 
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaArgs;
 use crate::Error;
@@ -33,6 +36,7 @@ pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
     apply(&mut config, &args.kafka_properties);
+    apply(&mut config, &args.producer_properties);
     config
         .create()
         .map_err(Error::kafka("creating the Kafka producer"))
@@ -50,6 +54,24 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
     apply(&mut config, &args.consumer_properties);
     config
 }
+
+/// Client context that logs client errors like the default one, except partition-EOF
+/// notices, which readers that ask for them (`enable.partition.eof`) handle themselves.
+pub struct EofAwareContext;
+
+impl ClientContext for EofAwareContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!(error = %error, reason, "Kafka client error.");
+        }
+    }
+}
+
+impl ConsumerContext for EofAwareContext {}
 
 /// An admin client for topic creation and offset queries.
 pub fn admin(args: &KafkaArgs) -> Result<AdminClient<DefaultClientContext>, Error> {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
-use crate::kafka::consumer_config;
+use crate::kafka::{consumer_config, EofAwareContext};
 use crate::time::now_ms;
 use crate::Error;
 
@@ -54,7 +54,7 @@ impl Progress {
 #[derive(Clone)]
 pub struct SubscriptionTable {
     shared: Arc<Shared>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<EofAwareContext>>,
     topic: String,
 }
 
@@ -67,10 +67,10 @@ impl SubscriptionTable {
     ) -> Result<Self, Error> {
         // librdkafka requires a group id even for manual assignment; this one never joins a
         // group or commits, because partitions are assigned, not subscribed.
-        let consumer: StreamConsumer =
+        let consumer: StreamConsumer<EofAwareContext> =
             consumer_config(args, &args.group_id("subscriptions-reader"))
                 .set("enable.partition.eof", "true")
-                .create()
+                .create_with_context(EofAwareContext)
                 .map_err(Error::kafka("creating the subscriptions reader"))?;
         let consumer = Arc::new(consumer);
         let partitions = partition_count(&consumer, topic).await?;
@@ -243,10 +243,10 @@ impl SubscriptionTable {
 }
 
 /// Number of partitions of `topic`, from the broker's metadata.
-pub async fn partition_count<C>(consumer: &Arc<C>, topic: &str) -> Result<i32, Error>
-where
-    C: Consumer + Send + Sync + 'static,
-{
+async fn partition_count(
+    consumer: &Arc<StreamConsumer<EofAwareContext>>,
+    topic: &str,
+) -> Result<i32, Error> {
     let client = consumer.clone();
     let name = topic.to_string();
     let metadata = tokio::task::spawn_blocking(move || {

@@ -15,6 +15,11 @@ use super::components::{deliverer_config, retry_config, router_config, DeliveryA
 use super::shutdown_on_signal;
 use super::topics::create;
 
+/// Producer setting for the tansu broker this command starts: one record per batch, because
+/// tansu 0.6.0 answers a fetch from an offset inside a multi-record batch with the batches
+/// after it, which would skip records after a restart.
+const TANSU_BATCHING: (&str, &str) = ("batch.num.messages", "1");
+
 /// How long to wait for a started broker to accept connections.
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,6 +35,7 @@ pub struct DevArgs {
 }
 
 pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
+    let mut kafka = kafka.clone();
     let address = kafka
         .bootstrap_servers
         .split(',')
@@ -43,8 +49,12 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
     } else if args.no_broker {
         bail!("no Kafka broker answers at {address}; start one or drop --no-broker");
     } else {
-        Some(start_broker(&address).await?)
+        let broker = start_broker(&address).await?;
+        let (key, value) = TANSU_BATCHING;
+        kafka.producer_properties.push((key.into(), value.into()));
+        Some(broker)
     };
+    let kafka = &kafka;
 
     create(kafka, &args.topics).await?;
     print_instructions(kafka);

@@ -4,6 +4,7 @@ pub mod components;
 pub mod dev;
 pub mod endpoint;
 pub mod ingest;
+pub mod inspect;
 pub mod listen;
 pub mod produce;
 pub mod topics;

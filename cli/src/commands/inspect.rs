@@ -1,0 +1,153 @@
+//! `aurora inspect`: prints the records of an internal topic as JSON lines, decoded from Avro,
+//! from the beginning up to the end of every partition at the time of the call.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aurora_common::kafka::EofAwareContext;
+use aurora_common::KafkaArgs;
+use aurora_schemas::{Attempt, Delivery, Quarantined};
+use clap::{Args, ValueEnum};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+/// How long to wait for the broker before giving up.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Which topic to print.
+    #[arg(value_enum)]
+    topic: TopicKind,
+    /// For `retry`, the tier's position in AURORA_RETRY_TIERS, starting at 1.
+    #[arg(long, default_value_t = 1)]
+    tier: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TopicKind {
+    Deliveries,
+    Attempts,
+    Retry,
+    DeadLetter,
+    Quarantine,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: InspectArgs) -> anyhow::Result<()> {
+    let topics = kafka.topics();
+    let topic = match args.topic {
+        TopicKind::Deliveries => topics.deliveries.clone(),
+        TopicKind::Attempts => topics.attempts.clone(),
+        TopicKind::DeadLetter => topics.dead_letter.clone(),
+        TopicKind::Quarantine => topics.quarantine.clone(),
+        TopicKind::Retry => match args
+            .tier
+            .checked_sub(1)
+            .and_then(|index| topics.retry.get(index))
+        {
+            Some(tier) => tier.topic.clone(),
+            None => bail!(
+                "invalid --tier {}: AURORA_RETRY_TIERS has {} tiers",
+                args.tier,
+                topics.retry.len()
+            ),
+        },
+    };
+    let kafka = kafka.clone();
+    let kind = args.topic;
+    tokio::task::spawn_blocking(move || print_topic(&kafka, &topic, kind)).await?
+}
+
+fn print_topic(kafka: &KafkaArgs, topic: &str, kind: TopicKind) -> anyhow::Result<()> {
+    let consumer: BaseConsumer<EofAwareContext> =
+        aurora_common::kafka::consumer_config(kafka, &kafka.group_id("inspect"))
+            .set("enable.partition.eof", "true")
+            .create_with_context(EofAwareContext)
+            .context("creating the consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), READ_TIMEOUT)
+        .with_context(|| format!("reading metadata of {topic}"))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|found| found.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        bail!("topic {topic} was not found; run `aurora topics create` first");
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+
+    let mut at_end = std::collections::BTreeSet::new();
+    while at_end.len() < partitions {
+        match consumer.poll(READ_TIMEOUT) {
+            Some(Ok(message)) => {
+                let record = decode(kind, message.payload().unwrap_or_default());
+                let line = json!({"partition": message.partition(), "offset": message.offset(), "record": record});
+                println!("{line}");
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
+            None => {
+                bail!("no answer from the broker within {READ_TIMEOUT:?} while reading {topic}")
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decode(kind: TopicKind, value: &[u8]) -> Value {
+    let decoded = match kind {
+        TopicKind::Attempts => {
+            aurora_schemas::decode::<Attempt>(value).map(|attempt| json!(attempt))
+        }
+        TopicKind::Quarantine => aurora_schemas::decode::<Quarantined>(value).map(quarantined_json),
+        _ => aurora_schemas::decode::<Delivery>(value).map(delivery_json),
+    };
+    decoded.unwrap_or_else(|error| json!({"error": error.to_string()}))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn delivery_json(delivery: Delivery) -> Value {
+    json!({
+        "delivery_id": delivery.delivery_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "endpoint_id": delivery.endpoint_id,
+        "content_type": delivery.content_type,
+        "payload": text(&delivery.payload),
+        "event_time_ms": delivery.event_time_ms,
+        "routed_at_ms": delivery.routed_at_ms,
+        "attempts": delivery.attempts,
+        "not_before_ms": delivery.not_before_ms,
+        "dead_letter_reason": delivery.dead_letter_reason,
+    })
+}
+
+fn quarantined_json(record: Quarantined) -> Value {
+    let headers: Vec<Value> = record
+        .headers
+        .iter()
+        .map(|header| json!({"name": header.name, "value": header.value.as_deref().map(text)}))
+        .collect();
+    json!({
+        "source_topic": record.source_topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.as_deref().map(text),
+        "headers": headers,
+        "value": record.value.as_deref().map(text),
+        "reason": record.reason,
+        "quarantined_at_ms": record.quarantined_at_ms,
+    })
+}
