@@ -7,7 +7,7 @@ use clap::Args;
 use crate::topics::{RetryTier, Topics};
 use crate::Error;
 
-/// Where the Kafka cluster is and how to reach it.
+/// Kafka connection settings, topic prefix and retry tiers.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated host:port pairs.
@@ -107,7 +107,7 @@ impl KafkaArgs {
     }
 }
 
-/// How topics are created.
+/// Partition counts and replication factor of created topics.
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
     /// Partitions of the events topic.

@@ -1,9 +1,9 @@
 //! The consumer loop shared by router, deliverer and retry: at-least-once by construction.
 //!
-//! Each record is handed to a handler that returns a future; the record's offset becomes
-//! committable only when that future succeeds, which the handler arranges to mean "the outcome
-//! is durable". A handler error stops the loop without committing that record, so a restart
-//! processes it again. Records may be processed concurrently; commits follow the lowest
+//! Each record is handed to a handler that returns a future. The record's offset becomes
+//! committable only when that future succeeds, and handlers resolve it only once the outcome
+//! is durable. A handler error stops the loop without committing that record, so a restart
+//! processes it again. Records may be processed concurrently, but commits follow the lowest
 //! pending offset of each partition, so they never pass an unfinished record.
 
 use std::future::Future;

@@ -15,10 +15,10 @@ pub const ID_HEADER: &str = "ce_id";
 pub const TYPE_HEADER: &str = "ce_type";
 /// Header that carries the payload's media type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
-/// Longest event id or type accepted, in bytes.
+/// Maximum length of an event id or type, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 
-/// Checks an event's id, type and payload; the error says what is wrong and how to fix it.
+/// Checks an event's id, type and payload; the error states what is wrong and how to fix it.
 pub fn check_event_fields(
     id: &str,
     event_type: &str,
@@ -66,7 +66,7 @@ fn check_name(what: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The media type of a content type, lower-cased and without parameters.
+/// Returns the media type of a content type, lower-cased and without parameters.
 pub fn media_type(content_type: &str) -> String {
     content_type
         .split(';')
@@ -76,7 +76,7 @@ pub fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Whether a content type is JSON: application/json or any +json type.
+/// Returns whether a content type is JSON: application/json or any +json type.
 pub fn is_json(content_type: &str) -> bool {
     let media = media_type(content_type);
     media == "application/json" || media.ends_with("+json")

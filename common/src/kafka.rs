@@ -26,7 +26,7 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
     }
 }
 
-/// A producer whose acknowledgements mean the record is durable: idempotent, acks from all
+/// Creates a producer whose acknowledgements mean the record is durable: idempotent, acks from all
 /// in-sync replicas, retries without reordering.
 pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
     let mut config = client_config(args);
@@ -73,7 +73,7 @@ impl ClientContext for EofAwareContext {
 
 impl ConsumerContext for EofAwareContext {}
 
-/// An admin client for topic creation and offset queries.
+/// Creates an admin client for topic creation and offset queries.
 pub fn admin(args: &KafkaArgs) -> Result<AdminClient<DefaultClientContext>, Error> {
     client_config(args)
         .create()

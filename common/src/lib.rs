@@ -20,7 +20,7 @@ pub use topics::{RetryTier, Topics};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Kafka client failed; the message says which operation.
+    /// The Kafka client failed in the named operation.
     #[error("{operation} failed")]
     Kafka {
         operation: String,

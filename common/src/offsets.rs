@@ -1,4 +1,4 @@
-//! Which offsets may be committed: a partition's committed position never passes a record
+//! Offset tracking for commits: a partition's committed position never passes a record
 //! whose outcome is not yet durable, however out of order the outcomes complete.
 
 use std::collections::{BTreeSet, HashMap};

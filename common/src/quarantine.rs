@@ -6,7 +6,7 @@ use rdkafka::Message;
 
 use crate::time::now_ms;
 
-/// The quarantine record of `message`.
+/// Builds the quarantine record of `message`.
 pub fn record(message: &OwnedMessage, reason: String) -> Quarantined {
     tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %reason, "Record quarantined.");
     let headers = message

@@ -1,7 +1,7 @@
 //! The subscriptions topic read as a table: every partition, from the beginning, by every
 //! instance, with tombstones folded, kept current while running.
 //!
-//! No consumer group is used, so each router and deliverer instance holds the whole table.
+//! No consumer group is used, so each router and deliverer instance keeps the whole table.
 //! The topic is compacted on Kafka; on a broker that does not compact, the reader still folds
 //! every version and tombstone in order, so the result is the same.
 
@@ -100,12 +100,12 @@ impl SubscriptionTable {
         Ok(table)
     }
 
-    /// The endpoint with this id, if it exists.
+    /// Returns the endpoint with this id, if it exists.
     pub fn get(&self, endpoint_id: &str) -> Option<Arc<Subscription>> {
         self.endpoints().get(endpoint_id).cloned()
     }
 
-    /// Every endpoint, as one consistent snapshot.
+    /// Returns every endpoint, as one consistent snapshot.
     pub fn endpoints(&self) -> Endpoints {
         self.shared
             .endpoints

@@ -17,7 +17,7 @@ pub struct RetryTier {
 }
 
 impl RetryTier {
-    /// The tier of `delay`, named `{prefix}retry.{delay}` such as `aurora.retry.30s`.
+    /// Returns the tier of `delay`, named `{prefix}retry.{delay}` such as `aurora.retry.30s`.
     pub fn new(prefix: &str, delay: Duration) -> Self {
         let label = humantime::format_duration(delay)
             .to_string()

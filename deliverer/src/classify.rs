@@ -1,4 +1,4 @@
-//! What an HTTP status means for a delivery.
+//! Classification of HTTP response statuses for deliveries.
 
 /// The decision for one attempt's result.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub struct Response {
     pub excerpt: String,
 }
 
-/// Why no response arrived.
+/// Failure to get a response.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -52,7 +52,7 @@ pub struct WebhookClient {
 }
 
 impl WebhookClient {
-    /// A client whose requests, body included, take at most `timeout`.
+    /// Creates a client whose requests, body included, take at most `timeout`.
     pub fn new(timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -287,7 +287,7 @@ fn log_attempt(attempt: &Attempt) {
     }
 }
 
-/// A retry delay moved by up to ±20 % at random, in milliseconds.
+/// Returns a retry delay moved by up to ±20 % at random, in milliseconds.
 fn jittered_ms(delay: Duration) -> i64 {
     let base = delay.as_millis().min(i64::MAX as u128) as f64;
     let factor = 1.0 + rand::rng().random_range(-RETRY_JITTER..=RETRY_JITTER);

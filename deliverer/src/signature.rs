@@ -13,12 +13,12 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes in a generated secret.
 pub const GENERATED_SECRET_BYTES: usize = 32;
-/// Fewest secret bytes accepted.
+/// Minimum secret length, in bytes.
 pub const MIN_SECRET_BYTES: usize = 24;
 /// How far a webhook-timestamp may be from the receiver's clock, by default.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 5 * 60;
 
-/// Why a secret or a signed request was rejected.
+/// Reason a secret or a signed request was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignatureError {

@@ -1,5 +1,5 @@
-//! `aurora dev`: the whole pipeline in one process, on a local broker it starts when none
-//! answers at the bootstrap address.
+//! `aurora dev`: the whole pipeline in one process. When no broker accepts connections at
+//! the bootstrap address, it starts a local one.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,7 +16,7 @@ use super::shutdown_on_signal;
 use super::topics::create;
 
 /// Producer setting for the tansu broker this command starts: one record per batch, because
-/// tansu 0.6.0 answers a fetch from an offset inside a multi-record batch with the batches
+/// tansu 0.6.0 responds to a fetch from an offset inside a multi-record batch with the batches
 /// after it, which would skip records after a restart.
 const TANSU_BATCHING: (&str, &str) = ("batch.num.messages", "1");
 
@@ -29,7 +29,7 @@ pub struct DevArgs {
     topics: TopicArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
-    /// Never start a broker; fail when none answers at the bootstrap address.
+    /// Never start a broker, and fail when none accepts connections at the bootstrap address.
     #[arg(long)]
     no_broker: bool,
 }
@@ -47,7 +47,7 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
         println!("Using the Kafka broker at {address}.");
         None
     } else if args.no_broker {
-        bail!("no Kafka broker answers at {address}; start one or drop --no-broker");
+        bail!("no Kafka broker accepts connections at {address}; start one or drop --no-broker");
     } else {
         let broker = start_broker(&address).await?;
         let (key, value) = TANSU_BATCHING;

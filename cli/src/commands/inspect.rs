@@ -18,7 +18,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Which topic to print.
+    /// Topic to print.
     #[arg(value_enum)]
     topic: TopicKind,
     /// For `retry`, the tier's position in AURORA_RETRY_TIERS, starting at 1.
@@ -96,7 +96,7 @@ fn print_topic(kafka: &KafkaArgs, topic: &str, kind: TopicKind) -> anyhow::Resul
             }
             Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
             None => {
-                bail!("no answer from the broker within {READ_TIMEOUT:?} while reading {topic}")
+                bail!("the broker did not respond within {READ_TIMEOUT:?} while reading {topic}")
             }
         }
     }

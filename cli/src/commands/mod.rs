@@ -11,7 +11,7 @@ pub mod topics;
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on SIGTERM or Ctrl-C.
+/// Returns a token that is cancelled on SIGTERM or Ctrl-C.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();

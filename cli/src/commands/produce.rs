@@ -21,7 +21,7 @@ pub struct ProduceArgs {
     /// Partition key; the event id when absent.
     #[arg(long)]
     key: Option<String>,
-    /// How the event is written: CloudEvents headers, or the aurora.Event Avro envelope.
+    /// Encoding of the event: CloudEvents headers, or the aurora.Event Avro envelope.
     #[arg(long, value_enum, default_value = "headers")]
     encoding: EncodingArg,
 }

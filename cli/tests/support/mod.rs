@@ -31,7 +31,7 @@ use tokio::process::{Child, Command};
 pub const AURORA: &str = env!("CARGO_BIN_EXE_aurora");
 /// Retry tiers short enough for tests.
 pub const TEST_RETRY_TIERS: &str = "1s,2s";
-/// Every producer writes one record per batch. tansu 0.6.0 answers a fetch from an offset
+/// Every producer writes one record per batch. tansu 0.6.0 responds to a fetch from an offset
 /// inside a multi-record batch with the batches after it, which skips records; with one
 /// record per batch every offset starts a batch. Apache Kafka needs no such setting.
 pub const TANSU_PRODUCER_PROPERTIES: &str = "batch.num.messages=1";
@@ -40,7 +40,7 @@ pub const TEST_CONSUMER_PROPERTIES: &str = "session.timeout.ms=6000,heartbeat.in
 
 static NEXT_PREFIX: AtomicU32 = AtomicU32::new(0);
 
-/// The broker the tests run against.
+/// Returns the bootstrap address of the broker the tests run against.
 pub fn bootstrap() -> String {
     std::env::var("AURORA_TEST_BOOTSTRAP").expect(
         "AURORA_TEST_BOOTSTRAP is not set; run the tests with scripts/test, which starts a broker",
@@ -55,7 +55,7 @@ pub struct Env {
 }
 
 impl Env {
-    /// A fresh prefix with every topic created.
+    /// Creates a fresh prefix with every topic.
     pub async fn new(name: &str) -> Env {
         let prefix = format!(
             "t{}-{}-{}-{}.",
@@ -80,7 +80,7 @@ impl Env {
         env
     }
 
-    /// A command for the `aurora` binary configured for this test's topics.
+    /// Returns a command for the `aurora` binary configured for this test's topics.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(AURORA);
         command
@@ -150,7 +150,7 @@ impl Env {
 /// Key and value of a record; either may be absent.
 pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Every (key, value) of a topic, read from the beginning until the end of every partition.
+/// Reads every (key, value) of a topic, from the beginning to the end of every partition.
 pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<RawRecord> {
     let consumer: BaseConsumer<EofAwareContext> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap_servers)
@@ -188,7 +188,7 @@ pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<RawRecord> {
     records
 }
 
-/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
+/// Polls `condition` every 100 ms until it is true or `timeout` passes; returns whether it held.
 pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -214,7 +214,7 @@ pub struct Received {
     pub at: Instant,
 }
 
-/// An HTTP receiver on 127.0.0.1 that records every request and answers with the queued
+/// An HTTP receiver on 127.0.0.1 that records every request and responds with the queued
 /// statuses, then with 204.
 #[derive(Clone)]
 pub struct Receiver {
@@ -257,7 +257,7 @@ impl Receiver {
         format!("http://{}{path}", self.address)
     }
 
-    /// Answers the next requests with these statuses.
+    /// Responds to the next requests with these statuses.
     pub fn respond_with(&self, statuses: &[u16]) {
         self.statuses.lock().unwrap().extend(statuses);
     }
@@ -298,7 +298,7 @@ impl Receiver {
 
 /// Verifies a request per the Standard Webhooks specification, independently of the signer:
 /// the key is the base64-decoded part of the secret after `whsec_`, the signed content is
-/// `{webhook-id}.{webhook-timestamp}.{body}`, and the header holds space-separated
+/// `{webhook-id}.{webhook-timestamp}.{body}`, and the header contains space-separated
 /// `v1,<base64 HMAC-SHA256>` entries, any of which may match.
 pub fn verify_signature(secret: &str, request: &Received) -> bool {
     let key = STANDARD
@@ -323,13 +323,13 @@ pub fn verify_signature(secret: &str, request: &Received) -> bool {
     header.split(' ').any(|candidate| candidate == expected)
 }
 
-/// A new random secret in whsec_ form, made here rather than by the product.
+/// Generates a random secret in whsec_ form here rather than with the product.
 pub fn test_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-/// A loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
