@@ -45,6 +45,7 @@ pub struct Topics {
     pub attempts: String,
     pub quarantine: String,
     pub dead_letter: String,
+    pub operations: String,
     pub retry: Vec<RetryTier>,
 }
 
@@ -58,6 +59,7 @@ impl Topics {
             attempts: format!("{prefix}attempts"),
             quarantine: format!("{prefix}quarantine"),
             dead_letter: format!("{prefix}dead-letter"),
+            operations: format!("{prefix}operations"),
             retry,
         }
     }
@@ -75,6 +77,7 @@ impl Topics {
             spec(&self.attempts, layout.deliveries_partitions, vec![]),
             spec(&self.quarantine, 1, vec![]),
             spec(&self.dead_letter, layout.deliveries_partitions, vec![]),
+            spec(&self.operations, 1, vec![]),
         ];
         for tier in &self.retry {
             specs.push(spec(&tier.topic, layout.deliveries_partitions, vec![]));

@@ -21,6 +21,8 @@ pub const RESPONSE_READ_LIMIT_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// The `Retry-After` header, when present and readable as text.
+    pub retry_after: Option<String>,
     pub excerpt: String,
 }
 
@@ -86,6 +88,11 @@ impl WebhookClient {
             .await
             .map_err(SendError::Request)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
         // A body that fails or runs past the limit still leaves the status, which decides
         // the outcome; the excerpt is informational.
         let body = Limited::new(response.into_body(), RESPONSE_READ_LIMIT_BYTES)
@@ -96,6 +103,7 @@ impl WebhookClient {
         let end = body.len().min(RESPONSE_EXCERPT_BYTES);
         Ok(Response {
             status,
+            retry_after,
             excerpt: String::from_utf8_lossy(&body[..end]).into_owned(),
         })
     }

@@ -6,11 +6,16 @@
 
 pub mod classify;
 pub mod client;
+pub mod health;
+mod limits;
+mod outcome;
 mod run;
+pub mod schedule;
 pub mod signature;
 
 pub use classify::{classify, Verdict};
 pub use client::WebhookClient;
+pub use health::HealthPolicy;
 pub use run::{run, DelivererConfig};
 pub use signature::{generate_secret, Secret, SignatureError};
 

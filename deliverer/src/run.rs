@@ -1,18 +1,15 @@
-//! The deliverer's consumer loop: delivery → signed POST → attempt record, and on failure a
-//! retry or dead-letter record.
+//! The deliverer's consumer loop: delivery → limits → signed POST → outcome records.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aurora_common::consume::{GroupConsumer, Handler};
-use aurora_common::produce::{enqueue, Pending};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
-use aurora_schemas::{Attempt, AttemptOutcome, AttemptSummary, Delivery, Subscription};
+use aurora_schemas::{AttemptSummary, Delivery, Subscription};
 use bytes::Bytes;
-use rand::Rng;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
@@ -20,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{classify, Verdict};
 use crate::client::{Outgoing, WebhookClient};
+use crate::health::{Health, HealthPolicy};
+use crate::limits::EndpointLimits;
 use crate::signature::Secret;
 use crate::Error;
-
-/// Largest share by which a retry delay is moved earlier or later at random.
-const RETRY_JITTER: f64 = 0.2;
 
 /// Settings of a deliverer instance.
 #[derive(Debug, Clone)]
@@ -34,6 +30,14 @@ pub struct DelivererConfig {
     pub request_timeout: Duration,
     /// Deliveries in flight at once, at most.
     pub max_in_flight: usize,
+    /// Deliveries of one endpoint in flight at once, at most.
+    pub endpoint_max_in_flight: usize,
+    /// Concurrent requests to one endpoint, at most.
+    pub endpoint_max_concurrency: usize,
+    /// Longest delay a `Retry-After` header can ask for.
+    pub max_retry_after: Duration,
+    /// When endpoints are reported failing and disabled.
+    pub health: HealthPolicy,
 }
 
 /// Runs a deliverer until `shutdown` is cancelled.
@@ -54,6 +58,12 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
             producer,
             topics,
             client: WebhookClient::new(config.request_timeout),
+            limits: EndpointLimits::new(
+                config.endpoint_max_in_flight,
+                config.endpoint_max_concurrency,
+            ),
+            health: Health::new(config.health),
+            max_retry_after: config.max_retry_after,
         }),
     };
     let result = consumer.run(shutdown, deliverer).await;
@@ -61,11 +71,14 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
     result
 }
 
-struct Shared {
-    table: SubscriptionTable,
-    producer: FutureProducer,
-    topics: Topics,
+pub(crate) struct Shared {
+    pub(crate) table: SubscriptionTable,
+    pub(crate) producer: FutureProducer,
+    pub(crate) topics: Topics,
     client: WebhookClient,
+    limits: EndpointLimits,
+    pub(crate) health: Health,
+    max_retry_after: Duration,
 }
 
 struct Deliverer {
@@ -79,15 +92,28 @@ impl Handler for Deliverer {
     type Done = Done;
 
     async fn start(&mut self, message: OwnedMessage) -> Result<Done, Error> {
+        // The key is the endpoint id; a slow endpoint blocks this loop only once it has the
+        // maximum deliveries in flight.
+        let endpoint_key = message
+            .key()
+            .map(|key| String::from_utf8_lossy(key).into_owned());
+        let hold = match &endpoint_key {
+            Some(endpoint_id) => Some(self.shared.limits.hold(endpoint_id).await),
+            None => None,
+        };
         let shared = self.shared.clone();
-        Ok(Box::pin(async move { shared.process(message).await }))
+        Ok(Box::pin(async move {
+            let result = shared.process(message).await;
+            drop(hold);
+            result
+        }))
     }
 }
 
 /// The result of one HTTP attempt.
-struct Tried {
-    summary: AttemptSummary,
-    verdict: Verdict,
+pub(crate) struct Tried {
+    pub(crate) summary: AttemptSummary,
+    pub(crate) verdict: Verdict,
 }
 
 impl Shared {
@@ -111,8 +137,13 @@ impl Shared {
             None => return self.dead_letter(delivery, "endpoint deleted").await,
         };
 
+        let permit = self
+            .limits
+            .admit(&endpoint.endpoint_id, endpoint.rate_limit)
+            .await;
         let tried = self.attempt(&endpoint, &delivery).await;
-        self.record(endpoint.url.clone(), delivery, tried).await
+        drop(permit);
+        self.record(&endpoint, delivery, tried).await
     }
 
     /// Signs and POSTs the delivery once.
@@ -143,14 +174,26 @@ impl Shared {
         let (status, verdict, excerpt) = match result {
             Ok(response) => (
                 Some(i32::from(response.status)),
-                classify(response.status),
+                classify(
+                    response.status,
+                    response.retry_after.as_deref(),
+                    SystemTime::now(),
+                    self.max_retry_after,
+                ),
                 response.excerpt,
             ),
-            Err(reason) => (None, Verdict::Retry { reason }, String::new()),
+            Err(reason) => (
+                None,
+                Verdict::Retry {
+                    reason,
+                    not_before: None,
+                },
+                String::new(),
+            ),
         };
         let error = match &verdict {
             Verdict::Delivered => None,
-            Verdict::Retry { reason } => Some(reason.clone()),
+            Verdict::Retry { reason, .. } | Verdict::Gone { reason } => Some(reason.clone()),
         };
         Tried {
             summary: AttemptSummary {
@@ -165,6 +208,7 @@ impl Shared {
         }
     }
 
+    /// Sends a request; the error text includes every cause, such as "connection refused".
     async fn send(&self, outgoing: Outgoing<'_>) -> Result<crate::client::Response, String> {
         self.client.send(outgoing).await.map_err(|error| {
             let mut text = error.to_string();
@@ -177,119 +221,4 @@ impl Shared {
             text
         })
     }
-
-    /// Writes the attempt record and, after a failure, the retry or dead-letter record, and
-    /// waits until the broker acknowledges them.
-    async fn record(&self, url: String, mut delivery: Delivery, tried: Tried) -> Result<(), Error> {
-        let summary = tried.summary;
-        let now = now_ms();
-        let next_tier = self.topics.retry.get(delivery.attempts.len());
-        let (outcome, next_attempt_at_ms) = match (&tried.verdict, next_tier) {
-            (Verdict::Delivered, _) => (AttemptOutcome::Delivered, None),
-            (Verdict::Retry { .. }, Some(tier)) => (
-                AttemptOutcome::RetryScheduled,
-                Some(now.saturating_add(jittered_ms(tier.delay))),
-            ),
-            (Verdict::Retry { .. }, None) => (AttemptOutcome::DeadLettered, None),
-        };
-        let attempt = Attempt {
-            delivery_id: delivery.delivery_id.clone(),
-            event_id: delivery.event_id.clone(),
-            event_type: delivery.event_type.clone(),
-            endpoint_id: delivery.endpoint_id.clone(),
-            url,
-            attempt: summary.attempt,
-            started_at_ms: summary.started_at_ms,
-            duration_ms: summary.duration_ms,
-            status: summary.status,
-            error: summary.error.clone(),
-            response_excerpt: summary.response_excerpt.clone(),
-            outcome,
-            next_attempt_at_ms,
-        };
-        log_attempt(&attempt);
-        let key = delivery.endpoint_id.clone();
-        let mut pending = vec![self.enqueue(&self.topics.attempts, &key, &attempt).await?];
-
-        delivery.attempts.push(summary);
-        match (outcome, next_tier) {
-            (AttemptOutcome::RetryScheduled, Some(tier)) => {
-                delivery.not_before_ms = next_attempt_at_ms.unwrap_or(now);
-                pending.push(self.enqueue(&tier.topic, &key, &delivery).await?);
-            }
-            (AttemptOutcome::DeadLettered, _) => {
-                delivery.dead_letter_reason = Some("attempts exhausted".into());
-                pending.push(
-                    self.enqueue(&self.topics.dead_letter, &key, &delivery)
-                        .await?,
-                );
-            }
-            _ => {}
-        }
-        for record in pending {
-            record.acked().await?;
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(&self, mut delivery: Delivery, reason: &str) -> Result<(), Error> {
-        tracing::error!(delivery_id = %delivery.delivery_id, endpoint_id = %delivery.endpoint_id, event_id = %delivery.event_id, reason, "Delivery dead-lettered.");
-        delivery.dead_letter_reason = Some(reason.to_string());
-        let key = delivery.endpoint_id.clone();
-        self.enqueue(&self.topics.dead_letter, &key, &delivery)
-            .await?
-            .acked()
-            .await?;
-        Ok(())
-    }
-
-    async fn quarantine(&self, message: &OwnedMessage, reason: String) -> Result<(), Error> {
-        let record = aurora_common::quarantine::record(message, reason);
-        let value = aurora_schemas::encode(&record)?;
-        let key = aurora_common::quarantine::key(&record);
-        enqueue(
-            &self.producer,
-            &self.topics.quarantine,
-            key.as_bytes(),
-            &value,
-            None,
-        )
-        .await?
-        .acked()
-        .await?;
-        Ok(())
-    }
-
-    async fn enqueue<T: aurora_schemas::Contract>(
-        &self,
-        topic: &str,
-        key: &str,
-        record: &T,
-    ) -> Result<Pending, Error> {
-        let value = aurora_schemas::encode(record)?;
-        Ok(enqueue(&self.producer, topic, key.as_bytes(), &value, None).await?)
-    }
-}
-
-fn log_attempt(attempt: &Attempt) {
-    let status = attempt.status.unwrap_or(0);
-    let error = attempt.error.as_deref().unwrap_or("");
-    match attempt.outcome {
-        AttemptOutcome::Delivered => {
-            tracing::trace!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, "Delivered.")
-        }
-        AttemptOutcome::RetryScheduled => {
-            tracing::warn!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed; retry scheduled.")
-        }
-        AttemptOutcome::DeadLettered => {
-            tracing::error!(delivery_id = %attempt.delivery_id, endpoint_id = %attempt.endpoint_id, attempt = attempt.attempt, status, error, "Attempt failed and no retries are left; delivery dead-lettered.")
-        }
-    }
-}
-
-/// Returns a retry delay moved by up to ±20 % at random, in milliseconds.
-fn jittered_ms(delay: Duration) -> i64 {
-    let base = delay.as_millis().min(i64::MAX as u128) as f64;
-    let factor = 1.0 + rand::rng().random_range(-RETRY_JITTER..=RETRY_JITTER);
-    (base * factor) as i64
 }

@@ -193,3 +193,4 @@ contract!(crate::Subscription, "subscription", "subscription", ["1"]);
 contract!(crate::Delivery, "delivery", "delivery", ["1"]);
 contract!(crate::Attempt, "attempt", "attempt", ["1"]);
 contract!(crate::Quarantined, "quarantined", "quarantined", ["1"]);
+contract!(crate::Operation, "operation", "operation", ["1"]);

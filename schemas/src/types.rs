@@ -116,3 +116,27 @@ pub struct Header {
     #[serde(with = "serde_avro_bytes_opt")]
     pub value: Option<Vec<u8>>,
 }
+
+/// An operational event about an endpoint's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub endpoint_id: String,
+    pub kind: OperationKind,
+    pub reason: String,
+    pub consecutive_failures: i32,
+    pub at_ms: i64,
+}
+
+/// What happened to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Deliveries keep failing; the endpoint may be disabled soon.
+    Failing,
+    /// The endpoint was disabled; its deliveries are dead-lettered until it is enabled.
+    Disabled,
+    /// A delivery succeeded after failures were reported.
+    Recovered,
+    /// An operator enabled the endpoint again.
+    Enabled,
+}

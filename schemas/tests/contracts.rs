@@ -5,7 +5,7 @@ use std::path::Path;
 
 use aurora_schemas::{
     decode, encode, Attempt, AttemptOutcome, AttemptSummary, Contract, Delivery, Event, Header,
-    Quarantined, RateLimit, SchemaError, Subscription,
+    Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription,
 };
 use proptest::prelude::*;
 
@@ -111,6 +111,18 @@ fn every_record_type_round_trips() {
         decode::<Quarantined>(&encode(&quarantined).unwrap()).unwrap(),
         quarantined
     );
+
+    let operation = Operation {
+        endpoint_id: "ep_1".into(),
+        kind: OperationKind::Disabled,
+        reason: "endpoint returned 410 Gone".into(),
+        consecutive_failures: 1,
+        at_ms: 11,
+    };
+    assert_eq!(
+        decode::<Operation>(&encode(&operation).unwrap()).unwrap(),
+        operation
+    );
 }
 
 fn check<T: Contract>() -> Result<(), String> {
@@ -125,6 +137,7 @@ fn current_schemas_read_every_released_version() {
         check::<Delivery>(),
         check::<Attempt>(),
         check::<Quarantined>(),
+        check::<Operation>(),
     ] {
         assert_eq!(result, Ok(()));
     }
@@ -143,6 +156,7 @@ fn every_history_file_is_registered() {
         Delivery::schemas().history().count(),
         Attempt::schemas().history().count(),
         Quarantined::schemas().history().count(),
+        Operation::schemas().history().count(),
     ]
     .iter()
     .sum::<usize>();

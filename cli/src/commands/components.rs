@@ -34,8 +34,26 @@ pub struct DeliveryArgs {
     #[arg(long, env = "AURORA_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Deliveries in flight at once, at most.
-    #[arg(long = "deliverer-max-in-flight", env = "AURORA_DELIVERER_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "deliverer-max-in-flight", env = "AURORA_DELIVERER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// Deliveries of one endpoint in flight at once, at most; a slower endpoint holds no more.
+    #[arg(long, env = "AURORA_ENDPOINT_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub endpoint_max_in_flight: u32,
+    /// Concurrent requests to one endpoint, at most.
+    #[arg(long, env = "AURORA_ENDPOINT_MAX_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub endpoint_max_concurrency: u32,
+    /// Longest delay a Retry-After header on 429 or 503 can ask for (for example 1h).
+    #[arg(long, env = "AURORA_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+    /// Consecutive failures after which an endpoint is reported failing.
+    #[arg(long, env = "AURORA_HEALTH_FAILING_AFTER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_failing_after: u32,
+    /// Consecutive failures after which an endpoint is disabled, once they span --health-disable-span.
+    #[arg(long, env = "AURORA_HEALTH_DISABLE_AFTER", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_disable_after: u32,
+    /// Minimum time from the first to the latest of those failures (for example 24h).
+    #[arg(long, env = "AURORA_HEALTH_DISABLE_SPAN", default_value = "24h", value_parser = parse_duration)]
+    pub health_disable_span: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +80,14 @@ pub fn deliverer_config(
         kafka: kafka.clone(),
         request_timeout: args.request_timeout,
         max_in_flight: args.max_in_flight as usize,
+        endpoint_max_in_flight: args.endpoint_max_in_flight as usize,
+        endpoint_max_concurrency: args.endpoint_max_concurrency as usize,
+        max_retry_after: args.max_retry_after,
+        health: aurora_deliverer::HealthPolicy {
+            failing_after: args.health_failing_after,
+            disable_after: args.health_disable_after,
+            disable_span: args.health_disable_span,
+        },
     }
 }
 

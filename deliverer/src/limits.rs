@@ -1,0 +1,116 @@
+//! Per-endpoint limits, so that a slow or rate-limited endpoint cannot hold back the others
+//! that share its partition: requests per second (governor), concurrent requests, and
+//! deliveries held in flight.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aurora_schemas::RateLimit;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Limits of one endpoint.
+struct EndpointLimit {
+    in_flight: Arc<Semaphore>,
+    concurrency: Arc<Semaphore>,
+    rate: Mutex<Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+/// Limits of every endpoint, created on first use.
+pub struct EndpointLimits {
+    max_in_flight: usize,
+    max_concurrency: usize,
+    endpoints: Mutex<HashMap<String, Arc<EndpointLimit>>>,
+}
+
+impl EndpointLimits {
+    pub fn new(max_in_flight: usize, max_concurrency: usize) -> Self {
+        EndpointLimits {
+            max_in_flight,
+            max_concurrency,
+            endpoints: Mutex::default(),
+        }
+    }
+
+    fn endpoint(&self, endpoint_id: &str) -> Arc<EndpointLimit> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        endpoints
+            .entry(endpoint_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(EndpointLimit {
+                    in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+                    concurrency: Arc::new(Semaphore::new(self.max_concurrency)),
+                    rate: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Takes one of the endpoint's in-flight places, waiting while all are taken.
+    pub async fn hold(&self, endpoint_id: &str) -> OwnedSemaphorePermit {
+        let limit = self.endpoint(endpoint_id);
+        if let Ok(permit) = limit.in_flight.clone().try_acquire_owned() {
+            return permit;
+        }
+        tracing::debug!(
+            endpoint_id,
+            max_in_flight = self.max_in_flight,
+            "Endpoint has the maximum deliveries in flight; waiting."
+        );
+        // The semaphore is never closed, so acquiring can only succeed.
+        limit
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("in-flight semaphore is never closed")
+    }
+
+    /// Waits for the endpoint's rate limit and a concurrency place; the permit ends the request.
+    pub async fn admit(
+        &self,
+        endpoint_id: &str,
+        rate_limit: Option<RateLimit>,
+    ) -> OwnedSemaphorePermit {
+        let limit = self.endpoint(endpoint_id);
+        let permit = limit
+            .concurrency
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("concurrency semaphore is never closed");
+        if let Some(limiter) = rate_limiter(&limit, rate_limit) {
+            if limiter.check().is_err() {
+                tracing::trace!(endpoint_id, "Rate limit reached; waiting.");
+                limiter.until_ready().await;
+            }
+        }
+        permit
+    }
+}
+
+/// The endpoint's limiter for its current rate limit, rebuilt when the limit changes.
+fn rate_limiter(
+    limit: &EndpointLimit,
+    rate_limit: Option<RateLimit>,
+) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let rate_limit = rate_limit?;
+    let per_second = NonZeroU32::new(u32::try_from(rate_limit.per_second).ok()?)?;
+    let burst =
+        NonZeroU32::new(u32::try_from(rate_limit.burst).unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
+    let mut rate = limit.rate.lock().unwrap_or_else(PoisonError::into_inner);
+    match rate.as_ref() {
+        Some((current, limiter)) if *current == rate_limit => Some(limiter.clone()),
+        _ => {
+            let limiter = Arc::new(RateLimiter::direct(
+                Quota::per_second(per_second).allow_burst(burst),
+            ));
+            *rate = Some((rate_limit, limiter.clone()));
+            Some(limiter)
+        }
+    }
+}
