@@ -47,7 +47,7 @@ async fn updated_url_and_tombstone_take_effect() {
     assert!(wait_until(Duration::from_secs(60), || first.count() == 1).await);
 
     // Same id, new URL: replaces the subscription.
-    env.add_endpoint("moving", &second.url("/"), &["user.*"], &secret)
+    env.replace_endpoint("moving", &second.url("/"), &["user.*"], &secret)
         .await;
     send(&producer, "after-update").await;
     assert!(wait_until(Duration::from_secs(60), || second.count() == 1).await);

@@ -88,6 +88,14 @@ impl KafkaArgs {
                 reason: "at least one delay is required".into(),
             });
         }
+        let increasing = self.retry_tiers.windows(2).all(|pair| pair[0] < pair[1]);
+        if self.retry_tiers[0].is_zero() || !increasing {
+            return Err(Error::Config {
+                name: "AURORA_RETRY_TIERS (--retry-tiers)",
+                reason: "delays must be above zero and strictly increasing, such as 1s,30s,5m"
+                    .into(),
+            });
+        }
         Ok(())
     }
 
@@ -147,4 +155,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|error| {
         format!("{text:?} is not a duration such as 250ms, 30s, 5m or 2h: {error}")
     })
+}
+
+/// Parses a duration that must be above zero, such as a timeout.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} must be above zero"));
+    }
+    Ok(duration)
 }

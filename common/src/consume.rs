@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
-use crate::kafka::consumer_config;
+use crate::kafka::{consumer_config, ErrorLog};
 use crate::offsets::OffsetTracker;
 use crate::Error;
 
@@ -30,6 +30,9 @@ pub type TopicPartition = (String, i32);
 
 type Tracker = Arc<Mutex<OffsetTracker<TopicPartition>>>;
 
+/// Pause after a consumer error, such as an unreachable broker, before polling again.
+const CONSUMER_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
 /// How often durable offsets are committed while records flow.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -37,9 +40,14 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// takes them away, and forgets their pending records.
 pub struct CommitContext {
     tracker: Tracker,
+    errors: ErrorLog,
 }
 
-impl ClientContext for CommitContext {}
+impl ClientContext for CommitContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+}
 
 impl ConsumerContext for CommitContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -153,6 +161,7 @@ impl GroupConsumer {
         let consumer: StreamConsumer<CommitContext> = config
             .create_with_context(CommitContext {
                 tracker: tracker.clone(),
+                errors: ErrorLog::default(),
             })
             .map_err(Error::kafka(format!(
                 "creating consumer of group {group_id}"
@@ -196,7 +205,8 @@ impl GroupConsumer {
                     let message = match received {
                         Ok(message) => message.detach(),
                         Err(error) => {
-                            tracing::warn!(error = %error, "Consumer error; continuing.");
+                            tracing::warn!(error = %error, "Consumer error; retrying in 1 s.");
+                            tokio::time::sleep(CONSUMER_ERROR_BACKOFF).await;
                             continue;
                         }
                     };

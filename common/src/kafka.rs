@@ -1,6 +1,10 @@
 //! Kafka client configurations: one place decides producer durability and consumer commits.
 
 use rdkafka::admin::AdminClient;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
@@ -14,7 +18,11 @@ use crate::Error;
 /// Base configuration: bootstrap servers and the user's extra properties.
 pub fn client_config(args: &KafkaArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &args.bootstrap_servers);
+    config
+        .set("bootstrap.servers", &args.bootstrap_servers)
+        // Back off up to 10 s between reconnects, so an unreachable broker is not retried
+        // (and logged) ten times a second.
+        .set("reconnect.backoff.max.ms", "10000");
     apply(&mut config, &args.kafka_properties);
     config
 }
@@ -28,7 +36,7 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 /// Creates a producer whose acknowledgements mean the record is durable: idempotent, acks from all
 /// in-sync replicas, retries without reordering.
-pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
+pub fn producer(args: &KafkaArgs) -> Result<Producer, Error> {
     let mut config = client_config(args);
     config
         .set("enable.idempotence", "true")
@@ -38,7 +46,7 @@ pub fn producer(args: &KafkaArgs) -> Result<FutureProducer, Error> {
     apply(&mut config, &args.kafka_properties);
     apply(&mut config, &args.producer_properties);
     config
-        .create()
+        .create_with_context(QuietContext::default())
         .map_err(Error::kafka("creating the Kafka producer"))
 }
 
@@ -55,23 +63,58 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
     config
 }
 
-/// Client context that logs client errors like the default one, except partition-EOF
-/// notices, which readers that ask for them (`enable.partition.eof`) handle themselves.
-pub struct EofAwareContext;
+/// How often the same client error is logged, at most.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-impl ClientContext for EofAwareContext {
-    fn error(&self, error: KafkaError, reason: &str) {
+/// Logger of client errors that repeats an identical error at most every 30 s, so that an
+/// unreachable broker does not flood the log, and that skips partition-EOF notices, which
+/// readers that ask for them (`enable.partition.eof`) handle themselves.
+#[derive(Default)]
+pub struct ErrorLog {
+    last_logged: Mutex<HashMap<String, Instant>>,
+}
+
+impl ErrorLog {
+    /// Logs a client error unless it is a partition-EOF notice or was logged recently.
+    pub fn report(&self, error: &KafkaError, reason: &str) {
         let eof = matches!(
             error,
             KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
         );
-        if !eof {
-            tracing::error!(error = %error, reason, "Kafka client error.");
+        if eof {
+            return;
+        }
+        let mut last_logged = self
+            .last_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let recent = last_logged
+            .get(reason)
+            .is_some_and(|logged| now.duration_since(*logged) < ERROR_LOG_INTERVAL);
+        if !recent {
+            last_logged.insert(reason.to_string(), now);
+            tracing::error!(error = %error, reason, "Kafka client error; identical errors are logged at most every 30 s.");
         }
     }
 }
 
-impl ConsumerContext for EofAwareContext {}
+/// Client context of producers and plain consumers: errors go through [`ErrorLog`].
+#[derive(Default)]
+pub struct QuietContext {
+    errors: ErrorLog,
+}
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// The producer type of every component.
+pub type Producer = FutureProducer<QuietContext>;
 
 /// Creates an admin client for topic creation and offset queries.
 pub fn admin(args: &KafkaArgs) -> Result<AdminClient<DefaultClientContext>, Error> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::future_producer::Delivery;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+
+use crate::kafka::Producer;
 
 /// How long to wait before retrying when the producer's local queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
@@ -28,7 +30,7 @@ pub struct ProduceError {
 /// Enqueues a record, waiting while the producer's local queue is full. Records enqueued one
 /// after another for the same partition keep their order.
 pub async fn enqueue(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     key: &[u8],
     value: &[u8],
@@ -79,7 +81,7 @@ impl Pending {
 
 /// Enqueues a record and waits for its acknowledgement.
 pub async fn produce(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     key: &[u8],
     value: &[u8],

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
-use crate::kafka::{consumer_config, EofAwareContext};
+use crate::kafka::{consumer_config, QuietContext};
 use crate::time::now_ms;
 use crate::Error;
 
@@ -54,7 +54,7 @@ impl Progress {
 #[derive(Clone)]
 pub struct SubscriptionTable {
     shared: Arc<Shared>,
-    consumer: Arc<StreamConsumer<EofAwareContext>>,
+    consumer: Arc<StreamConsumer<QuietContext>>,
     topic: String,
 }
 
@@ -67,10 +67,10 @@ impl SubscriptionTable {
     ) -> Result<Self, Error> {
         // librdkafka requires a group id even for manual assignment; this one never joins a
         // group or commits, because partitions are assigned, not subscribed.
-        let consumer: StreamConsumer<EofAwareContext> =
+        let consumer: StreamConsumer<QuietContext> =
             consumer_config(args, &args.group_id("subscriptions-reader"))
                 .set("enable.partition.eof", "true")
-                .create_with_context(EofAwareContext)
+                .create_with_context(QuietContext::default())
                 .map_err(Error::kafka("creating the subscriptions reader"))?;
         let consumer = Arc::new(consumer);
         let partitions = partition_count(&consumer, topic).await?;
@@ -244,7 +244,7 @@ impl SubscriptionTable {
 
 /// Number of partitions of `topic`, from the broker's metadata.
 async fn partition_count(
-    consumer: &Arc<StreamConsumer<EofAwareContext>>,
+    consumer: &Arc<StreamConsumer<QuietContext>>,
     topic: &str,
 ) -> Result<i32, Error> {
     let client = consumer.clone();

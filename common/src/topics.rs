@@ -108,7 +108,9 @@ pub async fn create_topics(
         })
         .collect();
 
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(20)))
+        .request_timeout(Some(Duration::from_secs(20)));
     let results = admin
         .create_topics(&new_topics, &options)
         .await

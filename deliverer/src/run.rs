@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aurora_common::consume::{GroupConsumer, Handler};
+use aurora_common::kafka::Producer;
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
 use aurora_schemas::{AttemptSummary, Delivery, Subscription};
 use bytes::Bytes;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +73,7 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
 
 pub(crate) struct Shared {
     pub(crate) table: SubscriptionTable,
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: Producer,
     pub(crate) topics: Topics,
     client: WebhookClient,
     limits: EndpointLimits,

@@ -8,11 +8,11 @@ pub mod ingest;
 use aurora_common::contract::{
     check_event_fields, CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, TYPE_HEADER,
 };
+use aurora_common::kafka::Producer;
 use aurora_common::produce::produce;
 use aurora_common::time::now_ms;
 use aurora_common::KafkaArgs;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 
 /// How events are written to the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,7 +62,7 @@ pub enum Error {
 /// Producer of events, cheap to clone.
 #[derive(Clone)]
 pub struct EventProducer {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     source: String,
     encoding: Encoding,

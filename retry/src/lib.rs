@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aurora_common::consume::{CommitContext, GroupConsumer, Handler};
+use aurora_common::kafka::Producer;
 use aurora_common::produce::enqueue;
 use aurora_common::time::now_ms;
 use aurora_common::KafkaArgs;
 use aurora_schemas::Delivery;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +61,9 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         &[("queued.max.messages.kbytes", "4096")],
     )?;
     consumer.max_in_flight = config.max_in_flight;
+    // Records waiting to be due cannot finish during shutdown; they stay uncommitted and are
+    // read again after the restart, so shutdown waits only for records being re-sent.
+    consumer.shutdown_grace = Duration::from_secs(1);
     tracing::info!(topics = ?tier_topics, group = %group, "Retry stage started.");
 
     let retry = Retry {
@@ -78,7 +81,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
 type Waiting = Arc<Mutex<HashMap<(String, i32), usize>>>;
 
 struct Retry {
-    producer: FutureProducer,
+    producer: Producer,
     deliveries: String,
     quarantine: String,
     consumer: Arc<StreamConsumer<CommitContext>>,

@@ -21,6 +21,11 @@ pub fn validate_filter(filter: &str) -> Result<(), String> {
     if filter.is_empty() {
         return Err("an event-type filter is empty".into());
     }
+    if !filter.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "filter {filter:?} may contain only visible ASCII characters, without spaces, like event types"
+        ));
+    }
     let stars = filter.matches('*').count();
     let wildcard_ok = filter == "*" || (filter.ends_with(".*") && filter.len() > 2);
     if stars > 1 || (stars == 1 && !wildcard_ok) {
@@ -79,6 +84,7 @@ mod tests {
         assert!(validate_filter("user*").is_err());
         assert!(validate_filter(".*").is_err());
         assert!(validate_filter("a.*.*").is_err());
+        assert!(validate_filter("a b").is_err());
     }
 
     #[test]

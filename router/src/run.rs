@@ -4,12 +4,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aurora_common::consume::{GroupConsumer, Handler};
+use aurora_common::kafka::Producer;
 use aurora_common::produce::{enqueue, Pending, ProduceError};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
 use aurora_schemas::Delivery;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +49,7 @@ pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<()
 
 struct Router {
     table: SubscriptionTable,
-    producer: FutureProducer,
+    producer: Producer,
     topics: Topics,
 }
 

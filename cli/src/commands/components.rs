@@ -31,7 +31,7 @@ pub struct DelivererArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
     /// Time allowed for one HTTP attempt, response included (for example 30s).
-    #[arg(long, env = "AURORA_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "AURORA_REQUEST_TIMEOUT", default_value = "30s", value_parser = aurora_common::config::parse_positive_duration)]
     pub request_timeout: Duration,
     /// Deliveries in flight at once, at most.
     #[arg(long = "deliverer-max-in-flight", env = "AURORA_DELIVERER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]

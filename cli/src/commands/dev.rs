@@ -29,6 +29,12 @@ pub struct DevArgs {
     topics: TopicArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
+    /// Events whose deliveries are not yet acknowledged, at most.
+    #[arg(long = "router-max-in-flight", env = "AURORA_ROUTER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    router_max_in_flight: u32,
+    /// Retry records held at once, at most.
+    #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    retry_max_in_flight: u32,
     /// Never start a broker, and fail when none accepts connections at the bootstrap address.
     #[arg(long)]
     no_broker: bool,
@@ -60,10 +66,16 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
     print_instructions(kafka);
 
     let shutdown = shutdown_on_signal();
-    let router = aurora_router::run(router_config(kafka, 4096), shutdown.clone());
+    let router = aurora_router::run(
+        router_config(kafka, args.router_max_in_flight),
+        shutdown.clone(),
+    );
     let deliverer =
         aurora_deliverer::run(deliverer_config(kafka, &args.delivery), shutdown.clone());
-    let retry = aurora_retry::run(retry_config(kafka, 10_000), shutdown.clone());
+    let retry = aurora_retry::run(
+        retry_config(kafka, args.retry_max_in_flight),
+        shutdown.clone(),
+    );
     let stop_all = |error: anyhow::Error| {
         shutdown.cancel();
         error
@@ -133,7 +145,10 @@ fn print_instructions(kafka: &KafkaArgs) {
          aurora listen --listen 127.0.0.1:9000 --secret <the secret from step 1>\n\
          3. Send an event (or POST to `aurora ingest`, or use kcat with ce_id and ce_type headers):\n   \
          aurora produce --type user.created --data '{{\"name\":\"Ada\"}}'\n\n\
-         Press Ctrl-C to stop.\n",
-        topics.events
+         Run these commands with the same AURORA_BOOTSTRAP_SERVERS, AURORA_TOPIC_PREFIX and\n\
+         AURORA_PRODUCER_PROPERTIES as this one ({} here).\n\
+         Press Ctrl-C to stop; press it again to stop at once.\n",
+        topics.events,
+        kafka.bootstrap_servers
     );
 }

@@ -1,22 +1,36 @@
 //! `aurora endpoint add|list|remove`: endpoints on the compacted subscriptions topic.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use aurora_common::produce::produce;
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable};
-use aurora_schemas::{RateLimit, Subscription};
+use aurora_schemas::{Operation, OperationKind, RateLimit, Subscription};
 use clap::{Args, Subcommand};
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
-    /// Add an endpoint, or replace the one with the same id.
+    /// Add an endpoint; with --replace, replace the one with the same id.
     Add(AddArgs),
     /// List every endpoint.
     List,
     /// Remove an endpoint (writes a tombstone).
     Remove {
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Enable an endpoint; use `aurora dlq redrive` to send what was dead-lettered meanwhile.
+    Enable {
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Disable an endpoint; its deliveries are dead-lettered until it is enabled.
+    Disable {
         /// Endpoint id.
         #[arg(long)]
         id: String,
@@ -49,6 +63,9 @@ pub struct AddArgs {
     /// Add the endpoint disabled; its deliveries are dead-lettered until it is enabled.
     #[arg(long)]
     disabled: bool,
+    /// Replace an endpoint with the same id; its secret is kept unless --secret is given.
+    #[arg(long)]
+    replace: bool,
 }
 
 pub async fn run(kafka: &KafkaArgs, command: EndpointCommand) -> anyhow::Result<()> {
@@ -56,6 +73,8 @@ pub async fn run(kafka: &KafkaArgs, command: EndpointCommand) -> anyhow::Result<
         EndpointCommand::Add(args) => add(kafka, args).await,
         EndpointCommand::List => list(kafka).await,
         EndpointCommand::Remove { id } => remove(kafka, &id).await,
+        EndpointCommand::Enable { id } => set_enabled(kafka, &id, true).await,
+        EndpointCommand::Disable { id } => set_enabled(kafka, &id, false).await,
     }
 }
 
@@ -65,12 +84,20 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
     for filter in &args.filters {
         aurora_router::validate_filter(filter).map_err(anyhow::Error::msg)?;
     }
-    let secret = match args.secret {
-        Some(secret) => {
+    let existing = current(kafka, &args.id).await?;
+    if existing.is_some() && !args.replace {
+        bail!(
+            "endpoint {} already exists; add --replace to replace it",
+            args.id
+        );
+    }
+    let secret = match (args.secret, &existing) {
+        (Some(secret), _) => {
             aurora_deliverer::Secret::parse(&secret).context("invalid --secret")?;
             secret
         }
-        None => aurora_deliverer::generate_secret(),
+        (None, Some(existing)) => existing.secret.clone(),
+        (None, None) => aurora_deliverer::generate_secret(),
     };
     let subscription = Subscription {
         endpoint_id: args.id.clone(),
@@ -120,8 +147,51 @@ async fn list(kafka: &KafkaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn set_enabled(kafka: &KafkaArgs, id: &str, enabled: bool) -> anyhow::Result<()> {
+    check_id(id)?;
+    let topics = kafka.topics();
+    let current = found(kafka, id).await?;
+
+    let now = now_ms();
+    let mut subscription = (*current).clone();
+    subscription.enabled = enabled;
+    subscription.updated_at_ms = now;
+    let operation = Operation {
+        endpoint_id: id.to_string(),
+        kind: if enabled {
+            OperationKind::Enabled
+        } else {
+            OperationKind::Disabled
+        },
+        reason: format!(
+            "{} by an operator",
+            if enabled { "enabled" } else { "disabled" }
+        ),
+        consecutive_failures: 0,
+        at_ms: now,
+    };
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let value = aurora_schemas::encode(&subscription)?;
+    produce(
+        &producer,
+        &topics.subscriptions,
+        id.as_bytes(),
+        &value,
+        None,
+    )
+    .await?;
+    let value = aurora_schemas::encode(&operation)?;
+    produce(&producer, &topics.operations, id.as_bytes(), &value, None).await?;
+    println!(
+        "Endpoint {id} {}.",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
 async fn remove(kafka: &KafkaArgs, id: &str) -> anyhow::Result<()> {
     check_id(id)?;
+    found(kafka, id).await?;
     let producer = aurora_common::kafka::producer(kafka)?;
     let topic = kafka.topics().subscriptions;
     let tombstone: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).key(id);
@@ -132,6 +202,23 @@ async fn remove(kafka: &KafkaArgs, id: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing the tombstone of {id} to {topic}"))?;
     println!("Endpoint {id} removed.");
     Ok(())
+}
+
+/// Returns the endpoint with this id as the subscriptions topic has it now, if it exists.
+async fn current(kafka: &KafkaArgs, id: &str) -> anyhow::Result<Option<Arc<Subscription>>> {
+    let shutdown = CancellationToken::new();
+    let table =
+        SubscriptionTable::start(kafka, &kafka.topics().subscriptions, shutdown.clone()).await;
+    shutdown.cancel();
+    Ok(table?.get(id))
+}
+
+/// Returns the endpoint with this id, or an error naming it when it does not exist.
+async fn found(kafka: &KafkaArgs, id: &str) -> anyhow::Result<Arc<Subscription>> {
+    match current(kafka, id).await? {
+        Some(endpoint) => Ok(endpoint),
+        None => bail!("endpoint {id} not found; `aurora endpoint list` shows the endpoints"),
+    }
 }
 
 fn check_id(id: &str) -> anyhow::Result<()> {

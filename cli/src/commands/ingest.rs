@@ -20,11 +20,19 @@ pub struct IngestArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "AURORA_INGEST_MAX_BODY_BYTES", default_value_t = aurora_producer::ingest::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Time to wait for the broker to acknowledge an event before answering 503.
+    #[arg(long, env = "AURORA_INGEST_PRODUCE_TIMEOUT", default_value = "10s", value_parser = aurora_common::config::parse_positive_duration)]
+    produce_timeout: std::time::Duration,
 }
 
 pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
     create(kafka, &args.topics).await?;
-    let producer = EventProducer::new(kafka, "aurora-ingest", Encoding::Headers)?;
+    let mut kafka = kafka.clone();
+    let timeout_ms = args.produce_timeout.as_millis().max(1).to_string();
+    kafka
+        .producer_properties
+        .push(("message.timeout.ms".into(), timeout_ms));
+    let producer = EventProducer::new(&kafka, "aurora-ingest", Encoding::Headers)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the ingest API to {}", args.listen))?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use aurora_common::kafka::EofAwareContext;
+use aurora_common::kafka::QuietContext;
 use aurora_common::KafkaArgs;
 use aurora_schemas::{Attempt, Delivery, Quarantined};
 use clap::{Args, ValueEnum};
@@ -61,10 +61,10 @@ pub async fn run(kafka: &KafkaArgs, args: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn print_topic(kafka: &KafkaArgs, topic: &str, kind: TopicKind) -> anyhow::Result<()> {
-    let consumer: BaseConsumer<EofAwareContext> =
+    let consumer: BaseConsumer<QuietContext> =
         aurora_common::kafka::consumer_config(kafka, &kafka.group_id("inspect"))
             .set("enable.partition.eof", "true")
-            .create_with_context(EofAwareContext)
+            .create_with_context(QuietContext::default())
             .context("creating the consumer")?;
     let metadata = consumer
         .fetch_metadata(Some(topic), READ_TIMEOUT)

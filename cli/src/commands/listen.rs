@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aurora_common::config::parse_duration;
 use aurora_deliverer::signature::Secret;
 use bytes::Bytes;
 use clap::Args;
@@ -39,7 +38,7 @@ pub struct ListenArgs {
     #[arg(long, default_value_t = 204, value_parser = clap::value_parser!(u16).range(100..=599))]
     status: u16,
     /// How far webhook-timestamp may be from this machine's clock.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = aurora_common::config::parse_positive_duration)]
     tolerance: Duration,
 }
 

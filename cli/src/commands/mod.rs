@@ -17,8 +17,15 @@ pub fn shutdown_on_signal() -> CancellationToken {
     let cancel = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("Shutdown requested; finishing work in flight.");
+        tracing::info!(
+            "Shutdown requested; finishing work in flight. Signal again to stop at once."
+        );
         cancel.cancel();
+        wait_for_signal().await;
+        tracing::warn!(
+            "Stopping at once; work in flight is left uncommitted and will be processed again."
+        );
+        std::process::exit(130);
     });
     token
 }

@@ -21,6 +21,9 @@ pub struct ProduceArgs {
     /// Partition key; the event id when absent.
     #[arg(long)]
     key: Option<String>,
+    /// Time to wait for the broker to acknowledge each event before failing.
+    #[arg(long, default_value = "30s", value_parser = aurora_common::config::parse_positive_duration)]
+    timeout: std::time::Duration,
     /// Encoding of the event: CloudEvents headers, or the aurora.Event Avro envelope.
     #[arg(long, value_enum, default_value = "headers")]
     encoding: EncodingArg,
@@ -37,7 +40,12 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
         EncodingArg::Headers => Encoding::Headers,
         EncodingArg::Avro => Encoding::Avro,
     };
-    let producer = EventProducer::new(kafka, "aurora-cli", encoding)?;
+    let mut kafka = kafka.clone();
+    let timeout_ms = args.timeout.as_millis().max(1).to_string();
+    kafka
+        .producer_properties
+        .push(("message.timeout.ms".into(), timeout_ms));
+    let producer = EventProducer::new(&kafka, "aurora-cli", encoding)?;
     let event = |id: Option<String>, payload: String| NewEvent {
         id,
         event_type: args.event_type.clone(),
@@ -47,7 +55,10 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
     };
 
     if let Some(data) = &args.data {
-        let produced = producer.send(event(args.id.clone(), data.clone())).await?;
+        let produced = producer
+            .send(event(args.id.clone(), data.clone()))
+            .await
+            .with_context(|| unacknowledged(&kafka, args.timeout))?;
         println!("{}", serde_json::to_string(&produced)?);
         return Ok(());
     }
@@ -59,11 +70,21 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let produced = producer
-            .send(event(None, line))
-            .await
-            .with_context(|| format!("line {}", number + 1))?;
+        let produced = producer.send(event(None, line)).await.with_context(|| {
+            format!(
+                "line {}: {}",
+                number + 1,
+                unacknowledged(&kafka, args.timeout)
+            )
+        })?;
         println!("{}", serde_json::to_string(&produced)?);
     }
     Ok(())
+}
+
+fn unacknowledged(kafka: &KafkaArgs, timeout: std::time::Duration) -> String {
+    format!(
+        "the event was not acknowledged by {} within {timeout:?}; check that the broker is reachable",
+        kafka.bootstrap_servers
+    )
 }

@@ -42,5 +42,10 @@ pub async fn create(kafka: &KafkaArgs, layout: &TopicArgs) -> anyhow::Result<()>
     let admin = aurora_common::kafka::admin(kafka)?;
     aurora_common::topics::create_topics(&admin, &kafka.topics(), layout)
         .await
-        .with_context(|| format!("creating topics on {}", kafka.bootstrap_servers))
+        .with_context(|| {
+            format!(
+                "creating topics on {} failed; check that a Kafka broker is reachable there (AURORA_BOOTSTRAP_SERVERS)",
+                kafka.bootstrap_servers
+            )
+        })
 }

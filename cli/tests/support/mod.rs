@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aurora_common::kafka::EofAwareContext;
+use aurora_common::kafka::QuietContext;
 use aurora_common::KafkaArgs;
 use aurora_schemas::Contract;
 use base64::engine::general_purpose::STANDARD;
@@ -126,9 +126,19 @@ impl Env {
 
     /// Registers an endpoint through the command line.
     pub async fn add_endpoint(&self, id: &str, url: &str, filters: &[&str], secret: &str) {
-        let mut args = vec![
-            "endpoint", "add", "--id", id, "--url", url, "--secret", secret,
-        ];
+        self.endpoint_add(&["--id", id, "--url", url, "--secret", secret], filters)
+            .await;
+    }
+
+    /// Replaces an endpoint through the command line.
+    pub async fn replace_endpoint(&self, id: &str, url: &str, filters: &[&str], secret: &str) {
+        let options = ["--replace", "--id", id, "--url", url, "--secret", secret];
+        self.endpoint_add(&options, filters).await;
+    }
+
+    async fn endpoint_add(&self, options: &[&str], filters: &[&str]) {
+        let mut args = vec!["endpoint", "add"];
+        args.extend_from_slice(options);
         for filter in filters {
             args.push("--filter");
             args.push(filter);
@@ -152,12 +162,12 @@ pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Reads every (key, value) of a topic, from the beginning to the end of every partition.
 pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<RawRecord> {
-    let consumer: BaseConsumer<EofAwareContext> = ClientConfig::new()
+    let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("group.id", format!("{}test-reader", kafka.topic_prefix))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(EofAwareContext)
+        .create_with_context(QuietContext::default())
         .expect("test consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
