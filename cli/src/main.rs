@@ -57,6 +57,11 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Receive webhooks locally, verify their signatures and print them.
     Listen(commands::listen::ListenArgs),
+    /// Send dead-lettered deliveries back to delivery.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
+    /// Reset a consumer group's offsets to an offset or a time, to process records again.
+    Replay(commands::replay::ReplayArgs),
     /// Print the records of an internal topic as JSON lines.
     Inspect(commands::inspect::InspectArgs),
     /// Add, list or remove endpoints on the subscriptions topic.
@@ -97,6 +102,8 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
         Command::Retry(args) => commands::components::retry(&kafka, args).await,
         Command::Dev(args) => commands::dev::run(&kafka, args).await,
         Command::Listen(args) => commands::listen::run(args).await,
+        Command::Dlq(command) => commands::dlq::run(&kafka, command).await,
+        Command::Replay(args) => commands::replay::run(&kafka, args).await,
         Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
         Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
     }

@@ -2,11 +2,13 @@
 
 pub mod components;
 pub mod dev;
+pub mod dlq;
 pub mod endpoint;
 pub mod ingest;
 pub mod inspect;
 pub mod listen;
 pub mod produce;
+pub mod replay;
 pub mod topics;
 
 use tokio_util::sync::CancellationToken;

@@ -51,12 +51,18 @@ pub fn bootstrap() -> String {
 pub struct Env {
     pub prefix: String,
     pub kafka: KafkaArgs,
+    retry_tiers: String,
     children: Vec<Child>,
 }
 
 impl Env {
     /// Creates a fresh prefix with every topic.
     pub async fn new(name: &str) -> Env {
+        Env::with_layout(name, TEST_RETRY_TIERS, &[]).await
+    }
+
+    /// Creates a fresh prefix with these retry tiers and `aurora topics create` options.
+    pub async fn with_layout(name: &str, retry_tiers: &str, topic_options: &[&str]) -> Env {
         let prefix = format!(
             "t{}-{}-{}-{}.",
             std::process::id(),
@@ -66,16 +72,19 @@ impl Env {
         );
         let mut kafka = KafkaArgs::new(bootstrap(), prefix.clone());
         kafka.producer_properties = vec![("batch.num.messages".into(), "1".into())];
-        kafka.retry_tiers = TEST_RETRY_TIERS
+        kafka.retry_tiers = retry_tiers
             .split(',')
             .map(|text| aurora_common::config::parse_duration(text).unwrap())
             .collect();
         let env = Env {
             prefix,
             kafka,
+            retry_tiers: retry_tiers.to_string(),
             children: Vec::new(),
         };
-        let output = env.aurora(&["topics", "create"]).await;
+        let mut args = vec!["topics", "create"];
+        args.extend_from_slice(topic_options);
+        let output = env.aurora(&args).await;
         assert!(output.status.success(), "topics create failed: {output:?}");
         env
     }
@@ -87,7 +96,7 @@ impl Env {
             .args(args)
             .env("AURORA_BOOTSTRAP_SERVERS", bootstrap())
             .env("AURORA_TOPIC_PREFIX", &self.prefix)
-            .env("AURORA_RETRY_TIERS", TEST_RETRY_TIERS)
+            .env("AURORA_RETRY_TIERS", &self.retry_tiers)
             .env("AURORA_PRODUCER_PROPERTIES", TANSU_PRODUCER_PROPERTIES)
             .env("AURORA_CONSUMER_PROPERTIES", TEST_CONSUMER_PROPERTIES)
             .env(
@@ -116,6 +125,21 @@ impl Env {
             .expect("aurora component starts");
         self.children.push(child);
         self.children.len() - 1
+    }
+
+    /// Sends SIGTERM to a component and waits for it to exit; returns its exit status.
+    pub async fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let child = &mut self.children[index];
+        let pid = child.id().expect("component is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("component exits within 30 s of SIGTERM")
+            .expect("component exit status")
     }
 
     /// Kills a component started with [`Env::spawn`] at once (SIGKILL).
@@ -230,8 +254,11 @@ pub struct Received {
 pub struct Receiver {
     pub address: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
+    statuses: Arc<Mutex<VecDeque<QueuedResponse>>>,
 }
+
+/// A status to respond with, and an optional Retry-After header.
+type QueuedResponse = (u16, Option<String>);
 
 impl Receiver {
     pub async fn start() -> Receiver {
@@ -269,7 +296,14 @@ impl Receiver {
 
     /// Responds to the next requests with these statuses.
     pub fn respond_with(&self, statuses: &[u16]) {
-        self.statuses.lock().unwrap().extend(statuses);
+        let queued = statuses.iter().map(|status| (*status, None));
+        self.statuses.lock().unwrap().extend(queued);
+    }
+
+    /// Responds to the next request with this status and Retry-After header.
+    pub fn respond_with_retry_after(&self, status: u16, retry_after: &str) {
+        let queued = (status, Some(retry_after.to_string()));
+        self.statuses.lock().unwrap().push_back(queued);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -299,9 +333,19 @@ impl Receiver {
         };
         received.body = request.into_body().collect().await.unwrap().to_bytes();
         self.received.lock().unwrap().push(received);
-        let status = self.statuses.lock().unwrap().pop_front().unwrap_or(204);
+        let (status, retry_after) = self
+            .statuses
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((204, None));
         let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some(retry_after) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after.parse().unwrap());
+        }
         response
     }
 }
@@ -383,4 +427,36 @@ pub async fn wait_for_port(port: u16) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// Sends events of one type with these ids through the producer library.
+pub async fn send_events(env: &Env, event_type: &str, ids: &[String]) {
+    let producer = aurora_producer::EventProducer::new(
+        &env.kafka,
+        "tests",
+        aurora_producer::Encoding::Headers,
+    )
+    .unwrap();
+    for id in ids {
+        producer
+            .send(aurora_producer::NewEvent {
+                id: Some(id.clone()),
+                event_type: event_type.to_string(),
+                key: None,
+                content_type: "application/json".into(),
+                payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Returns the webhook-ids a receiver got whose path is `path`, in arrival order.
+pub fn ids_at(receiver: &Receiver, path: &str) -> Vec<String> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|request| request.path == path)
+        .filter_map(|request| request.webhook_id)
+        .collect()
 }

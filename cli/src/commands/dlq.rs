@@ -1,0 +1,171 @@
+//! `aurora dlq redrive`: sends dead-lettered deliveries of an endpoint back to delivery.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aurora_common::kafka::QuietContext;
+use aurora_common::produce::enqueue;
+use aurora_common::KafkaArgs;
+use aurora_schemas::Delivery;
+use clap::{Args, Subcommand};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// How long to wait for the broker before giving up.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send an endpoint's dead-lettered deliveries back to the deliveries topic, with a fresh
+    /// retry schedule. Enable the endpoint first, or they are dead-lettered again.
+    Redrive(RedriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Endpoint whose dead letters are sent back.
+    #[arg(long)]
+    endpoint: String,
+    /// Only dead letters written at or after this time (RFC 3339, such as 2026-12-04T10:00:00Z).
+    #[arg(long, value_parser = parse_time_ms)]
+    since: Option<i64>,
+    /// Print what would be sent without sending it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Parses an RFC 3339 time into epoch milliseconds.
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    let time = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|error| format!("{text:?} is not a time such as 2026-12-04T10:00:00Z: {error}"))?;
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{text:?} is before 1970"))?;
+    i64::try_from(since_epoch.as_millis()).map_err(|_| format!("{text:?} is too far in the future"))
+}
+
+pub async fn run(kafka: &KafkaArgs, command: DlqCommand) -> anyhow::Result<()> {
+    let DlqCommand::Redrive(args) = command;
+    let topics = kafka.topics();
+    let reader_kafka = kafka.clone();
+    let dead_letter = topics.dead_letter.clone();
+    let endpoint = args.endpoint.clone();
+    let since = args.since;
+    let found = tokio::task::spawn_blocking(move || {
+        read_dead_letters(&reader_kafka, &dead_letter, &endpoint, since)
+    })
+    .await??;
+
+    println!(
+        "{} dead-lettered deliveries of endpoint {} to send back{}.",
+        found.len(),
+        args.endpoint,
+        if args.dry_run {
+            " (dry run, nothing sent)"
+        } else {
+            ""
+        }
+    );
+    if args.dry_run || found.is_empty() {
+        for delivery in &found {
+            println!(
+                "{} event {} ({})",
+                delivery.delivery_id,
+                delivery.event_id,
+                delivery.dead_letter_reason.as_deref().unwrap_or("")
+            );
+        }
+        return Ok(());
+    }
+
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let mut pending = Vec::with_capacity(found.len());
+    for mut delivery in found {
+        // A fresh schedule: the attempt history stays on the attempts topic.
+        delivery.attempts.clear();
+        delivery.not_before_ms = 0;
+        delivery.dead_letter_reason = None;
+        let value = aurora_schemas::encode(&delivery)?;
+        pending.push(
+            enqueue(
+                &producer,
+                &topics.deliveries,
+                delivery.endpoint_id.as_bytes(),
+                &value,
+                None,
+            )
+            .await?,
+        );
+    }
+    let total = pending.len();
+    for (sent, record) in pending.into_iter().enumerate() {
+        record.acked().await?;
+        if (sent + 1) % 1000 == 0 {
+            eprintln!("{} of {total} sent", sent + 1);
+        }
+    }
+    println!("Sent {total} deliveries back to {}.", topics.deliveries);
+    Ok(())
+}
+
+fn read_dead_letters(
+    kafka: &KafkaArgs,
+    topic: &str,
+    endpoint: &str,
+    since: Option<i64>,
+) -> anyhow::Result<Vec<Delivery>> {
+    let consumer: BaseConsumer<QuietContext> =
+        aurora_common::kafka::consumer_config(kafka, &kafka.group_id("dlq-redrive"))
+            .set("enable.partition.eof", "true")
+            .create_with_context(QuietContext::default())
+            .context("creating the consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), READ_TIMEOUT)
+        .with_context(|| format!("reading metadata of {topic}"))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |found| found.partitions().len());
+    if partitions == 0 {
+        bail!("topic {topic} was not found; run `aurora topics create` first");
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+
+    let mut found = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    while at_end.len() < partitions {
+        match consumer.poll(READ_TIMEOUT) {
+            Some(Ok(message)) => {
+                let written_ms = message.timestamp().to_millis().unwrap_or(0);
+                if since.is_some_and(|since| written_ms < since) {
+                    continue;
+                }
+                let Some(value) = message.payload() else {
+                    continue;
+                };
+                match aurora_schemas::decode::<Delivery>(value) {
+                    Ok(delivery) if delivery.endpoint_id == endpoint => found.push(delivery),
+                    Ok(_) => {}
+                    Err(error) => eprintln!(
+                        "skipping {topic} partition {} offset {}: {error}",
+                        message.partition(),
+                        message.offset()
+                    ),
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
+            None => {
+                bail!("the broker did not respond within {READ_TIMEOUT:?} while reading {topic}")
+            }
+        }
+    }
+    Ok(found)
+}

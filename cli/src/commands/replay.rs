@@ -1,0 +1,211 @@
+//! `aurora replay`: resets a consumer group's committed offsets, so that its consumers
+//! process records again from an offset or a point in time.
+//!
+//! Kafka accepts offset commits from outside a group only while the group has no active
+//! members, so stop the group's consumers first, then start them again afterwards.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aurora_common::kafka::QuietContext;
+use aurora_common::KafkaArgs;
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::dlq::parse_time_ms;
+
+/// How long to wait for the broker before giving up.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Consumer group: router, deliverer or retry (prefixed with the topic prefix), or any full group id.
+    #[arg(long)]
+    group: String,
+    /// Topic: events, deliveries or another AuroraPress topic name without the prefix, or a full name.
+    #[arg(long)]
+    topic: String,
+    /// Partitions to reset; all when absent. Repeatable.
+    #[arg(long = "partition")]
+    partitions: Vec<i32>,
+    /// Reset to this offset (clamped to the partition's earliest and end offsets).
+    #[arg(long, conflicts_with_all = ["to_time", "to_earliest"], required_unless_present_any = ["to_time", "to_earliest"])]
+    to_offset: Option<i64>,
+    /// Reset to the first record written at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time_ms, conflicts_with = "to_earliest")]
+    to_time: Option<i64>,
+    /// Reset to the earliest offset still stored.
+    #[arg(long)]
+    to_earliest: bool,
+    /// Print what would be replayed without changing any offset.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// One partition's reset.
+struct Reset {
+    partition: i32,
+    committed: Option<i64>,
+    target: i64,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<()> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || replay(&kafka, &args)).await?
+}
+
+fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
+    let group = match args.group.as_str() {
+        "router" | "deliverer" | "retry" => kafka.group_id(&args.group),
+        other => other.to_string(),
+    };
+    let topic = if args.topic.starts_with(&kafka.topic_prefix) {
+        args.topic.clone()
+    } else {
+        format!("{}{}", kafka.topic_prefix, args.topic)
+    };
+    let consumer: BaseConsumer<QuietContext> = aurora_common::kafka::consumer_config(kafka, &group)
+        .create_with_context(QuietContext::default())
+        .context("creating the consumer")?;
+    let partitions = partitions(&consumer, &topic, &args.partitions)?;
+
+    let mut resets = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, partition, QUERY_TIMEOUT)
+            .with_context(|| format!("reading the offsets of {topic} partition {partition}"))?;
+        let target = match (args.to_offset, args.to_time) {
+            (Some(offset), _) => offset.clamp(low, high),
+            (None, Some(time_ms)) => offset_for_time(&consumer, &topic, partition, time_ms, high)?,
+            (None, None) => low,
+        };
+        resets.push(Reset {
+            partition,
+            committed: None,
+            target,
+        });
+    }
+    read_committed(&consumer, &topic, &mut resets)?;
+    print_plan(&group, &topic, &resets, args.dry_run);
+    if args.dry_run {
+        return Ok(());
+    }
+
+    let mut list = TopicPartitionList::new();
+    for reset in &resets {
+        list.add_partition_offset(&topic, reset.partition, Offset::Offset(reset.target))?;
+    }
+    consumer.commit(&list, CommitMode::Sync).with_context(|| {
+        format!("committing the new offsets of group {group} failed; stop every consumer of the group first, because Kafka accepts these commits only from an empty group")
+    })?;
+    println!("Offsets of group {group} on {topic} reset; start its consumers to replay.");
+    Ok(())
+}
+
+fn partitions(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    requested: &[i32],
+) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), QUERY_TIMEOUT)
+        .with_context(|| format!("reading metadata of {topic}"))?;
+    let count = metadata
+        .topics()
+        .first()
+        .map_or(0, |found| found.partitions().len()) as i32;
+    if count == 0 {
+        bail!("topic {topic} was not found");
+    }
+    if let Some(missing) = requested
+        .iter()
+        .find(|partition| !(0..count).contains(*partition))
+    {
+        bail!(
+            "invalid --partition {missing}: {topic} has partitions 0 to {}",
+            count - 1
+        );
+    }
+    Ok(if requested.is_empty() {
+        (0..count).collect()
+    } else {
+        requested.to_vec()
+    })
+}
+
+/// Returns the offset of the first record at or after `time_ms`, or the end offset if none.
+fn offset_for_time(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    partition: i32,
+    time_ms: i64,
+    high: i64,
+) -> anyhow::Result<i64> {
+    let mut query = TopicPartitionList::new();
+    query.add_partition_offset(topic, partition, Offset::Offset(time_ms))?;
+    let answer = consumer
+        .offsets_for_times(query, QUERY_TIMEOUT)
+        .with_context(|| format!("looking up offsets by time in {topic}; the broker may not support time-based lookup"))?;
+    let offset = answer
+        .find_partition(topic, partition)
+        .map(|element| element.offset())
+        .unwrap_or(Offset::End);
+    Ok(match offset {
+        Offset::Offset(offset) => offset,
+        _ => high,
+    })
+}
+
+fn read_committed(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    resets: &mut [Reset],
+) -> anyhow::Result<()> {
+    let mut list = TopicPartitionList::new();
+    for reset in resets.iter() {
+        list.add_partition(topic, reset.partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, QUERY_TIMEOUT)
+        .context("reading the group's committed offsets")?;
+    for reset in resets.iter_mut() {
+        reset.committed = committed
+            .find_partition(topic, reset.partition)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+    }
+    Ok(())
+}
+
+fn print_plan(group: &str, topic: &str, resets: &[Reset], dry_run: bool) {
+    println!(
+        "Group {group} on {topic}{}:",
+        if dry_run {
+            " (dry run, nothing changed)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:>9} {:>12} {:>12} {:>10}",
+        "PARTITION", "COMMITTED", "NEW", "REPLAYED"
+    );
+    let mut total = 0;
+    for reset in resets {
+        let replayed = reset
+            .committed
+            .map_or(0, |committed| (committed - reset.target).max(0));
+        total += replayed;
+        let committed = reset
+            .committed
+            .map_or("none".to_string(), |offset| offset.to_string());
+        println!(
+            "{:>9} {:>12} {:>12} {:>10}",
+            reset.partition, committed, reset.target, replayed
+        );
+    }
+    println!("{total} records will be processed again.");
+}
