@@ -319,3 +319,66 @@ async fn sigterm_mid_stream_accounts_for_every_pair() {
         all.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_is_disabled_automatically() {
+    let mut env = Env::new("health").await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[500; 10]);
+    env.add_endpoint("down", &receiver.url("/"), &["*"], &test_secret())
+        .await;
+    env.spawn(&["router"]);
+    let health = [
+        "--health-failing-after",
+        "2",
+        "--health-disable-after",
+        "3",
+        "--health-disable-span",
+        "0s",
+    ];
+    let mut deliverer = vec!["deliverer"];
+    deliverer.extend_from_slice(&health);
+    env.spawn(&deliverer);
+    env.spawn(&["retry"]);
+    send_events(&env, "job.failed", &ids("down", 3)).await;
+
+    let operations_topic = format!("{}operations", env.prefix);
+    let mut operations: Vec<Operation> = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            operations = env.read_topic(&operations_topic);
+            operations
+                .iter()
+                .any(|operation| operation.kind == OperationKind::Disabled)
+        })
+        .await,
+        "no disabled event: {operations:?}"
+    );
+    let kinds: Vec<OperationKind> = operations.iter().map(|operation| operation.kind).collect();
+    assert_eq!(kinds, vec![OperationKind::Failing, OperationKind::Disabled]);
+    assert_eq!(operations[0].consecutive_failures, 2);
+
+    let listed = env.aurora(&["endpoint", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("down"))
+        .unwrap_or_default();
+    assert!(row.contains("false"), "endpoint still enabled: {listed}");
+
+    let dead_letter = format!("{}dead-letter", env.prefix);
+    let mut dead: Vec<Delivery> = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            dead = env.read_topic(&dead_letter);
+            !dead.is_empty()
+        })
+        .await
+    );
+    assert!(
+        dead.iter()
+            .any(|delivery| delivery.dead_letter_reason.as_deref()
+                == Some("endpoint disabled after 3 consecutive failures")),
+        "{dead:?}"
+    );
+}

@@ -58,7 +58,10 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         kafka,
         &group,
         &tier_topics,
-        &[("queued.max.messages.kbytes", "4096")],
+        &[
+            ("queued.max.messages.kbytes", "4096"),
+            ("queued.min.messages", "1000"),
+        ],
     )?;
     consumer.max_in_flight = config.max_in_flight;
     // Records waiting to be due cannot finish during shutdown; they stay uncommitted and are

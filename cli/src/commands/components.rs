@@ -61,7 +61,7 @@ pub struct RetryArgs {
     #[command(flatten)]
     pub topics: TopicArgs,
     /// Retry records held at once, at most.
-    #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 }
 

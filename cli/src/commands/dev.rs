@@ -33,7 +33,7 @@ pub struct DevArgs {
     #[arg(long = "router-max-in-flight", env = "AURORA_ROUTER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     router_max_in_flight: u32,
     /// Retry records held at once, at most.
-    #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     retry_max_in_flight: u32,
     /// Never start a broker, and fail when none accepts connections at the bootstrap address.
     #[arg(long)]
