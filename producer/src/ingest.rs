@@ -138,9 +138,10 @@ impl Api {
             payload: parsed.payload.get().as_bytes().to_vec(),
         };
         match self.producer.send(event).await {
-            Ok(produced) => json(
+            // Serialized from the struct, so the fields keep the order `aurora produce` prints.
+            Ok(produced) => json_text(
                 StatusCode::CREATED,
-                serde_json::to_value(produced).unwrap_or_default(),
+                serde_json::to_string(&produced).unwrap_or_default(),
             ),
             Err(Error::InvalidEvent(reason)) => {
                 error(StatusCode::BAD_REQUEST, "invalid_event", &reason)
@@ -158,7 +159,11 @@ impl Api {
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_text(status, body.to_string())
+}
+
+fn json_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
