@@ -2,7 +2,7 @@
 //!
 //! - 2xx: delivered.
 //! - 3xx: failure, retried, because redirects are not followed.
-//! - 410 Gone: the endpoint asks not to be called again, so it is disabled and the delivery
+//! - 410 Gone: the endpoint requests no further calls, so it is disabled and the delivery
 //!   is dead-lettered.
 //! - 429 Too Many Requests and 503 Service Unavailable: failure, retried no earlier than the
 //!   `Retry-After` header asks (seconds or an HTTP date), clamped to a configured maximum.

@@ -2,7 +2,7 @@
 //! endpoint, and the changes on the way are reported as operational events.
 //!
 //! State is kept per deliverer instance. One endpoint's deliveries, retries included, share a
-//! partition of the deliveries topic, so one instance sees all of them; a rebalance that
+//! partition of the deliveries topic, so one instance receives all of them. A rebalance that
 //! moves the partition starts the count afresh.
 
 use std::collections::HashMap;

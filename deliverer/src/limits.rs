@@ -93,7 +93,7 @@ impl EndpointLimits {
     }
 }
 
-/// The endpoint's limiter for its current rate limit, rebuilt when the limit changes.
+/// Returns the endpoint's limiter for its current rate limit, rebuilt when the limit changes.
 fn rate_limiter(
     limit: &EndpointLimit,
     rate_limit: Option<RateLimit>,

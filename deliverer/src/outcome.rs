@@ -1,4 +1,4 @@
-//! What follows an attempt: the attempt record, then a retry or dead-letter record, and
+//! Outcome records of an attempt: the attempt record, then a retry or dead-letter record, and
 //! endpoint health events. A delivery is done only when the broker has acknowledged them all.
 
 use aurora_common::produce::{enqueue, Pending};
@@ -14,7 +14,7 @@ use crate::run::{Shared, Tried};
 use crate::schedule::{next_attempt_at_ms, next_tier};
 use crate::Error;
 
-/// Where a delivery goes after an attempt.
+/// Next stage of a delivery after an attempt.
 enum Step {
     Delivered,
     Retry { tier: usize, at_ms: i64 },

@@ -34,7 +34,7 @@ pub struct DelivererConfig {
     pub endpoint_max_in_flight: usize,
     /// Concurrent requests to one endpoint, at most.
     pub endpoint_max_concurrency: usize,
-    /// Longest delay a `Retry-After` header can ask for.
+    /// Maximum delay a `Retry-After` header can request.
     pub max_retry_after: Duration,
     /// When endpoints are reported failing and disabled.
     pub health: HealthPolicy,

@@ -10,10 +10,10 @@ pub const RETRY_JITTER: f64 = 0.2;
 /// Returns the index of the tier for the next attempt, or `None` when the attempts are
 /// exhausted.
 ///
-/// After attempt n (counting from 1) a delivery goes to tier n - 1. When the endpoint asked
-/// for a minimum delay (`Retry-After`), the first tier at or after that one whose delay
-/// covers it is chosen, or the last tier when none does, so that the records of a tier stay
-/// roughly in due order.
+/// After attempt n (counting from 1) a delivery goes to tier n - 1. When the endpoint
+/// requested a minimum delay (`Retry-After`), the first tier from there whose delay covers it
+/// is chosen, or the last tier when none does. That keeps the records of a tier roughly in
+/// due order.
 pub fn next_tier(
     tiers: &[Duration],
     attempts_made: usize,

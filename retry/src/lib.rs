@@ -1,4 +1,4 @@
-//! The retry stage: holds failed deliveries in tiered retry topics until they are due, then
+//! The retry stage: keeps failed deliveries in tiered retry topics until they are due, then
 //! sends them back to the deliveries topic.
 //!
 //! A partition whose records are not yet due is paused while they wait, so the consumer keeps
@@ -64,7 +64,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         ],
     )?;
     consumer.max_in_flight = config.max_in_flight;
-    // Records waiting to be due cannot finish during shutdown; they stay uncommitted and are
+    // Records waiting to be due cannot finish during shutdown. They stay uncommitted and are
     // read again after the restart, so shutdown waits only for records being re-sent.
     consumer.shutdown_grace = Duration::from_secs(1);
     tracing::info!(topics = ?tier_topics, group = %group, "Retry stage started.");
