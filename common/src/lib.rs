@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod produce;
 pub mod quarantine;
+pub mod read;
 pub mod table;
 pub mod time;
 pub mod topics;

@@ -2,15 +2,12 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use aurora_common::kafka::QuietContext;
+use anyhow::Context;
 use aurora_common::produce::enqueue;
 use aurora_common::KafkaArgs;
 use aurora_schemas::Delivery;
 use clap::{Args, Subcommand};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
 /// How long to wait for the broker before giving up.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,57 +112,29 @@ fn read_dead_letters(
     endpoint: &str,
     since: Option<i64>,
 ) -> anyhow::Result<Vec<Delivery>> {
-    let consumer: BaseConsumer<QuietContext> =
-        aurora_common::kafka::consumer_config(kafka, &kafka.group_id("dlq-redrive"))
-            .set("enable.partition.eof", "true")
-            .create_with_context(QuietContext::default())
-            .context("creating the consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), READ_TIMEOUT)
-        .with_context(|| format!("reading metadata of {topic}"))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |found| found.partitions().len());
-    if partitions == 0 {
-        bail!("topic {topic} was not found; run `aurora topics create` first");
-    }
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-
     let mut found = Vec::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    while at_end.len() < partitions {
-        match consumer.poll(READ_TIMEOUT) {
-            Some(Ok(message)) => {
-                let written_ms = message.timestamp().to_millis().unwrap_or(0);
-                if since.is_some_and(|since| written_ms < since) {
-                    continue;
-                }
-                let Some(value) = message.payload() else {
-                    continue;
-                };
-                match aurora_schemas::decode::<Delivery>(value) {
-                    Ok(delivery) if delivery.endpoint_id == endpoint => found.push(delivery),
-                    Ok(_) => {}
-                    Err(error) => eprintln!(
-                        "skipping {topic} partition {} offset {}: {error}",
-                        message.partition(),
-                        message.offset()
-                    ),
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
-            None => {
-                bail!("the broker did not respond within {READ_TIMEOUT:?} while reading {topic}")
-            }
+    aurora_common::read::read_to_end(kafka, topic, "dlq-redrive", READ_TIMEOUT, |message| {
+        let written_ms = message.timestamp().to_millis().unwrap_or(0);
+        if since.is_some_and(|since| written_ms < since) {
+            return;
         }
-    }
+        let Some(value) = message.payload() else {
+            return;
+        };
+        match aurora_schemas::decode::<Delivery>(value) {
+            Ok(delivery) if delivery.endpoint_id == endpoint => found.push(delivery),
+            Ok(_) => {}
+            Err(error) => eprintln!(
+                "skipping {topic} partition {} offset {}: {error}",
+                message.partition(),
+                message.offset()
+            ),
+        }
+    })
+    .with_context(|| {
+        format!(
+            "reading {topic}; no answer within {READ_TIMEOUT:?} means the broker is unreachable"
+        )
+    })?;
     Ok(found)
 }

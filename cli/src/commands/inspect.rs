@@ -4,13 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use aurora_common::kafka::QuietContext;
 use aurora_common::KafkaArgs;
 use aurora_schemas::{Attempt, Delivery, Quarantined};
 use clap::{Args, ValueEnum};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::{json, Value};
 
 /// How long to wait for the broker before giving up.
@@ -61,46 +58,17 @@ pub async fn run(kafka: &KafkaArgs, args: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn print_topic(kafka: &KafkaArgs, topic: &str, kind: TopicKind) -> anyhow::Result<()> {
-    let consumer: BaseConsumer<QuietContext> =
-        aurora_common::kafka::consumer_config(kafka, &kafka.group_id("inspect"))
-            .set("enable.partition.eof", "true")
-            .create_with_context(QuietContext::default())
-            .context("creating the consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), READ_TIMEOUT)
-        .with_context(|| format!("reading metadata of {topic}"))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|found| found.partitions().len())
-        .unwrap_or(0);
-    if partitions == 0 {
-        bail!("topic {topic} was not found; run `aurora topics create` first");
-    }
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-
-    let mut at_end = std::collections::BTreeSet::new();
-    while at_end.len() < partitions {
-        match consumer.poll(READ_TIMEOUT) {
-            Some(Ok(message)) => {
-                let record = decode(kind, message.payload().unwrap_or_default());
-                let line = json!({"partition": message.partition(), "offset": message.offset(), "record": record});
-                println!("{line}");
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
-            None => {
-                bail!("the broker did not respond within {READ_TIMEOUT:?} while reading {topic}")
-            }
-        }
-    }
-    Ok(())
+    aurora_common::read::read_to_end(kafka, topic, "inspect", READ_TIMEOUT, |message| {
+        let record = decode(kind, message.payload().unwrap_or_default());
+        let line =
+            json!({"partition": message.partition(), "offset": message.offset(), "record": record});
+        println!("{line}");
+    })
+    .with_context(|| {
+        format!(
+            "reading {topic}; no answer within {READ_TIMEOUT:?} means the broker is unreachable"
+        )
+    })
 }
 
 fn decode(kind: TopicKind, value: &[u8]) -> Value {

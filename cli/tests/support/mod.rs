@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aurora_common::kafka::QuietContext;
 use aurora_common::KafkaArgs;
 use aurora_schemas::Contract;
 use base64::engine::general_purpose::STANDARD;
@@ -23,8 +22,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use sha2::Sha256;
 use tokio::process::{Child, Command};
 
@@ -186,39 +184,20 @@ pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Reads every (key, value) of a topic, from the beginning to the end of every partition.
 pub fn read_raw(kafka: &KafkaArgs, topic: &str) -> Vec<RawRecord> {
-    let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("group.id", format!("{}test-reader", kafka.topic_prefix))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(QuietContext::default())
-        .expect("test consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = metadata.topics()[0].partitions().len();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).expect("assign");
     let mut records = Vec::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while at_end.len() < partitions && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => records.push((
+    aurora_common::read::read_to_end(
+        kafka,
+        topic,
+        "test-reader",
+        Duration::from_secs(30),
+        |message| {
+            records.push((
                 message.key().map(<[u8]>::to_vec),
                 message.payload().map(<[u8]>::to_vec),
-            )),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(at_end.len(), partitions, "could not read all of {topic}");
+            ));
+        },
+    )
+    .unwrap_or_else(|error| panic!("could not read all of {topic}: {error}"));
     records
 }
 
