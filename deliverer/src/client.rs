@@ -8,9 +8,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+use crate::ssrf::{Guard, GuardedConnector};
+
+/// Longest time to wait for a TCP connection to an endpoint.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes of a response body kept in the attempt record.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
@@ -49,22 +53,20 @@ pub struct Outgoing<'a> {
 /// Pooled client shared by every delivery of a deliverer.
 #[derive(Clone)]
 pub struct WebhookClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl WebhookClient {
-    /// Creates a client whose requests, body included, take at most `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        http.set_nodelay(true);
+    /// Creates a client whose requests, body included, take at most `timeout`, and whose
+    /// connections pass `guard`.
+    pub fn new(timeout: Duration, guard: Guard) -> Self {
+        let connector = GuardedConnector::new(guard, timeout.min(MAX_CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)

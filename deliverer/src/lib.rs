@@ -12,12 +12,14 @@ mod outcome;
 mod run;
 pub mod schedule;
 pub mod signature;
+pub mod ssrf;
 
 pub use classify::{classify, Verdict};
 pub use client::WebhookClient;
 pub use health::HealthPolicy;
 pub use run::{run, DelivererConfig};
 pub use signature::{generate_secret, Secret, SignatureError};
+pub use ssrf::Guard;
 
 /// Errors that stop the deliverer.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,15 @@ use crate::Error;
 /// Next stage of a delivery after an attempt.
 enum Step {
     Delivered,
-    Retry { tier: usize, at_ms: i64 },
-    DeadLetter { reason: String, disable: bool },
+    Retry {
+        tier: usize,
+        at_ms: i64,
+    },
+    /// `disable` carries the run of consecutive failures when the endpoint is disabled.
+    DeadLetter {
+        reason: String,
+        disable: Option<u32>,
+    },
 }
 
 impl Shared {
@@ -50,8 +57,9 @@ impl Shared {
                 );
             }
             Step::DeadLetter { reason, disable } => {
-                if disable {
-                    pending.extend(self.disable(endpoint, &reason, now).await?);
+                if let Some(consecutive_failures) = disable {
+                    let records = self.disable(endpoint, &reason, consecutive_failures, now);
+                    pending.extend(records.await?);
                     disabled = true;
                 }
                 delivery.dead_letter_reason = Some(reason);
@@ -83,14 +91,14 @@ impl Shared {
                 reason: format!(
                     "endpoint disabled after {consecutive_failures} consecutive failures"
                 ),
-                disable: true,
+                disable: Some(consecutive_failures),
             };
         }
         match &tried.verdict {
             Verdict::Delivered => Step::Delivered,
             Verdict::Gone { reason } => Step::DeadLetter {
                 reason: reason.clone(),
-                disable: true,
+                disable: Some(1),
             },
             Verdict::Retry { not_before, .. } => {
                 let delays: Vec<_> = self.topics.retry.iter().map(|tier| tier.delay).collect();
@@ -101,7 +109,7 @@ impl Shared {
                     },
                     None => Step::DeadLetter {
                         reason: "attempts exhausted".into(),
-                        disable: false,
+                        disable: None,
                     },
                 }
             }
@@ -113,6 +121,7 @@ impl Shared {
         &self,
         endpoint: &Subscription,
         reason: &str,
+        consecutive_failures: u32,
         now: i64,
     ) -> Result<Vec<Pending>, Error> {
         // NOTE: an endpoint change written between the table's copy and this write is
@@ -129,7 +138,7 @@ impl Shared {
             endpoint_id: endpoint.endpoint_id.clone(),
             kind: OperationKind::Disabled,
             reason: reason.to_string(),
-            consecutive_failures: 0,
+            consecutive_failures: i32::try_from(consecutive_failures).unwrap_or(i32::MAX),
             at_ms: now,
         };
         Ok(vec![

@@ -38,6 +38,8 @@ pub struct DelivererConfig {
     pub max_retry_after: Duration,
     /// When endpoints are reported failing and disabled.
     pub health: HealthPolicy,
+    /// Which addresses deliveries may connect to.
+    pub guard: crate::ssrf::Guard,
 }
 
 /// Runs a deliverer until `shutdown` is cancelled.
@@ -57,7 +59,7 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
             table,
             producer,
             topics,
-            client: WebhookClient::new(config.request_timeout),
+            client: WebhookClient::new(config.request_timeout, config.guard.clone()),
             limits: EndpointLimits::new(
                 config.endpoint_max_in_flight,
                 config.endpoint_max_concurrency,

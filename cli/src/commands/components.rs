@@ -45,6 +45,12 @@ pub struct DeliveryArgs {
     /// Longest delay a Retry-After header on 429 or 503 can ask for (for example 1h).
     #[arg(long, env = "AURORA_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub max_retry_after: Duration,
+    /// Subnets deliveries may reach although the SSRF guard refuses their range, comma-separated CIDRs such as 10.1.0.0/16.
+    #[arg(long = "allow-subnet", env = "AURORA_ALLOW_SUBNETS", value_delimiter = ',', value_parser = parse_subnet)]
+    pub allow_subnets: Vec<ipnet::IpNet>,
+    /// Refuse endpoints that are not https://.
+    #[arg(long, env = "AURORA_REQUIRE_HTTPS")]
+    pub require_https: bool,
     /// Consecutive failures after which an endpoint is reported failing.
     #[arg(long, env = "AURORA_HEALTH_FAILING_AFTER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub health_failing_after: u32,
@@ -83,6 +89,10 @@ pub fn deliverer_config(
         endpoint_max_in_flight: args.endpoint_max_in_flight as usize,
         endpoint_max_concurrency: args.endpoint_max_concurrency as usize,
         max_retry_after: args.max_retry_after,
+        guard: aurora_deliverer::Guard {
+            allow: args.allow_subnets.clone(),
+            require_https: args.require_https,
+        },
         health: aurora_deliverer::HealthPolicy {
             failing_after: args.health_failing_after,
             disable_after: args.health_disable_after,
@@ -117,4 +127,10 @@ pub async fn retry(kafka: &KafkaArgs, args: RetryArgs) -> anyhow::Result<()> {
     let config = retry_config(kafka, args.max_in_flight);
     aurora_retry::run(config, shutdown_on_signal()).await?;
     Ok(())
+}
+
+fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a subnet in CIDR form such as 10.1.0.0/16 or fd00::/8")
+    })
 }

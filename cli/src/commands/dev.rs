@@ -20,6 +20,9 @@ use super::topics::create;
 /// after it, which would skip records after a restart.
 const TANSU_BATCHING: (&str, &str) = ("batch.num.messages", "1");
 
+/// Subnets `aurora dev` adds to the SSRF guard's allowlist, so local receivers work.
+const LOOPBACK_SUBNETS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+
 /// How long to wait for a started broker to accept connections.
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -61,6 +64,14 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
         Some(broker)
     };
     let kafka = &kafka;
+    let mut delivery = args.delivery.clone();
+    for loopback in LOOPBACK_SUBNETS {
+        let subnet = loopback.parse().expect("loopback subnets are valid CIDRs");
+        if !delivery.allow_subnets.contains(&subnet) {
+            delivery.allow_subnets.push(subnet);
+        }
+    }
+    println!("Deliveries may reach loopback (127.0.0.0/8, ::1) in dev; other refused ranges stay refused.");
 
     create(kafka, &args.topics).await?;
     print_instructions(kafka);
@@ -70,8 +81,7 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
         router_config(kafka, args.router_max_in_flight),
         shutdown.clone(),
     );
-    let deliverer =
-        aurora_deliverer::run(deliverer_config(kafka, &args.delivery), shutdown.clone());
+    let deliverer = aurora_deliverer::run(deliverer_config(kafka, &delivery), shutdown.clone());
     let retry = aurora_retry::run(
         retry_config(kafka, args.retry_max_in_flight),
         shutdown.clone(),

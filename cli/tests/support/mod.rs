@@ -96,6 +96,7 @@ impl Env {
             .env("AURORA_TOPIC_PREFIX", &self.prefix)
             .env("AURORA_RETRY_TIERS", &self.retry_tiers)
             .env("AURORA_PRODUCER_PROPERTIES", TANSU_PRODUCER_PROPERTIES)
+            .env("AURORA_ALLOW_SUBNETS", "127.0.0.0/8")
             .env("AURORA_CONSUMER_PROPERTIES", TEST_CONSUMER_PROPERTIES)
             .env(
                 "RUST_LOG",
