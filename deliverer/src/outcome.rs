@@ -132,6 +132,7 @@ impl Shared {
             .map_or_else(|| endpoint.clone(), |latest| (*latest).clone());
         subscription.enabled = false;
         subscription.updated_at_ms = now;
+        subscription.disabled_reason = reason.to_string();
         tracing::error!(endpoint_id = %endpoint.endpoint_id, reason, "Endpoint disabled; its deliveries are dead-lettered until it is enabled.");
         let key = endpoint.endpoint_id.as_str();
         let operation = Operation {

@@ -135,7 +135,13 @@ impl Shared {
         self.table.ensure_fresh(written_ms).await?;
         let endpoint = match self.table.get(&delivery.endpoint_id) {
             Some(endpoint) if endpoint.enabled => endpoint,
-            Some(_) => return self.dead_letter(delivery, "endpoint disabled").await,
+            Some(endpoint) => {
+                let reason = match endpoint.disabled_reason.as_str() {
+                    "" => "endpoint disabled".to_string(),
+                    why => format!("endpoint disabled: {why}"),
+                };
+                return self.dead_letter(delivery, &reason).await;
+            }
             None => return self.dead_letter(delivery, "endpoint deleted").await,
         };
 

@@ -189,7 +189,12 @@ macro_rules! contract {
 }
 
 contract!(crate::Event, "event", "event", ["1"]);
-contract!(crate::Subscription, "subscription", "subscription", ["1"]);
+contract!(
+    crate::Subscription,
+    "subscription",
+    "subscription",
+    ["1", "2"]
+);
 contract!(crate::Delivery, "delivery", "delivery", ["1"]);
 contract!(crate::Attempt, "attempt", "attempt", ["1"]);
 contract!(crate::Quarantined, "quarantined", "quarantined", ["1"]);

@@ -27,6 +27,7 @@ pub struct Subscription {
     pub enabled: bool,
     pub description: String,
     pub updated_at_ms: i64,
+    pub disabled_reason: String,
 }
 
 /// Requests per second an endpoint accepts, with a burst allowance.

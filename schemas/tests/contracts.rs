@@ -56,6 +56,7 @@ fn every_record_type_round_trips() {
         enabled: false,
         description: "billing".into(),
         updated_at_ms: 9,
+        disabled_reason: "endpoint returned 410 Gone".into(),
     };
     assert_eq!(
         decode::<Subscription>(&encode(&subscription).unwrap()).unwrap(),
@@ -223,4 +224,36 @@ proptest! {
         let decoded = decode::<Delivery>(&encode(&delivery).unwrap()).unwrap();
         prop_assert_eq!(decoded, delivery);
     }
+}
+
+/// A subscription written with version 1, before `disabled_reason` existed, reads with the
+/// field's default.
+#[test]
+fn subscription_v1_record_reads_with_default() {
+    use apache_avro::types::Value;
+    let v1 = apache_avro::Schema::parse_str(include_str!("../avro/history/subscription.v1.avsc"))
+        .unwrap();
+    let record = Value::Record(vec![
+        ("endpoint_id".into(), Value::String("ep_old".into())),
+        ("url".into(), Value::String("https://example.test/".into())),
+        ("secret".into(), Value::String("whsec_x".into())),
+        (
+            "event_types".into(),
+            Value::Array(vec![Value::String("*".into())]),
+        ),
+        ("rate_limit".into(), Value::Union(0, Box::new(Value::Null))),
+        ("enabled".into(), Value::Boolean(false)),
+        ("description".into(), Value::String(String::new())),
+        ("updated_at_ms".into(), Value::Long(3)),
+    ]);
+    let datum = apache_avro::to_avro_datum(&v1, record).unwrap();
+    let fingerprint = v1.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut bytes = vec![0xC3, 0x01];
+    bytes.extend_from_slice(&fingerprint[..8]);
+    bytes.extend_from_slice(&datum);
+
+    let decoded = decode::<Subscription>(&bytes).unwrap();
+    assert_eq!(decoded.endpoint_id, "ep_old");
+    assert!(!decoded.enabled);
+    assert_eq!(decoded.disabled_reason, "");
 }

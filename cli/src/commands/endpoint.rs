@@ -111,6 +111,11 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
         enabled: !args.disabled,
         description: args.description,
         updated_at_ms: now_ms(),
+        disabled_reason: if args.disabled {
+            "added disabled by an operator".into()
+        } else {
+            String::new()
+        },
     };
     let producer = aurora_common::kafka::producer(kafka)?;
     let value = aurora_schemas::encode(&subscription)?;
@@ -156,6 +161,11 @@ async fn set_enabled(kafka: &KafkaArgs, id: &str, enabled: bool) -> anyhow::Resu
     let mut subscription = (*current).clone();
     subscription.enabled = enabled;
     subscription.updated_at_ms = now;
+    subscription.disabled_reason = if enabled {
+        String::new()
+    } else {
+        "disabled by an operator".into()
+    };
     let operation = Operation {
         endpoint_id: id.to_string(),
         kind: if enabled {
