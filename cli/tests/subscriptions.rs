@@ -71,3 +71,65 @@ async fn updated_url_and_tombstone_take_effect() {
     assert!(listed.contains("witness"), "{listed}");
     assert!(!listed.contains("moving"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_signs_with_both_during_window() {
+    let mut env = Env::new("rotate").await;
+    let receiver = Receiver::start().await;
+    let old_secret = test_secret();
+    env.add_endpoint("rotating", &receiver.url("/"), &["*"], &old_secret)
+        .await;
+    env.spawn(&["router"]);
+    env.spawn(&["deliverer"]);
+    let producer = EventProducer::new(&env.kafka, "tests", Encoding::Headers).unwrap();
+
+    let new_secret = test_secret();
+    let rotate = [
+        "endpoint",
+        "rotate-secret",
+        "--id",
+        "rotating",
+        "--window",
+        "1h",
+        "--secret",
+    ];
+    let output = env
+        .aurora(&[&rotate[..], &[new_secret.as_str()]].concat())
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    send(&producer, "during-window").await;
+    assert!(wait_until(Duration::from_secs(60), || receiver.count() == 1).await);
+    let during = &receiver.received()[0];
+    assert!(
+        support::verify_signature(&old_secret, during),
+        "a receiver with the old secret rejects it"
+    );
+    assert!(
+        support::verify_signature(&new_secret, during),
+        "a receiver with the new secret rejects it"
+    );
+
+    // A zero window ends the old secret at once.
+    let newest_secret = test_secret();
+    let rotate = [
+        "endpoint",
+        "rotate-secret",
+        "--id",
+        "rotating",
+        "--window",
+        "0s",
+        "--secret",
+    ];
+    let output = env
+        .aurora(&[&rotate[..], &[newest_secret.as_str()]].concat())
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    send(&producer, "after-window").await;
+    assert!(wait_until(Duration::from_secs(60), || receiver.count() == 2).await);
+    let after = &receiver.received()[1];
+    assert!(support::verify_signature(&newest_secret, after));
+    assert!(
+        !support::verify_signature(&new_secret, after),
+        "the expired secret still signs"
+    );
+}

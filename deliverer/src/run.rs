@@ -159,10 +159,14 @@ impl Shared {
         let number = delivery.attempts.len() as i32 + 1;
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = match Secret::parse(&endpoint.secret) {
-            Ok(secret) => {
+        let result = match signing_secrets(endpoint, started_at_ms) {
+            Ok(secrets) => {
                 let timestamp = started_at_ms / 1000;
-                let signature = secret.sign(&delivery.event_id, timestamp, &delivery.payload);
+                let signature = secrets
+                    .iter()
+                    .map(|secret| secret.sign(&delivery.event_id, timestamp, &delivery.payload))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let outgoing = Outgoing {
                     url: &endpoint.url,
                     content_type: &delivery.content_type,
@@ -229,4 +233,19 @@ impl Shared {
             text
         })
     }
+}
+
+/// Returns the secrets a delivery is signed with: the current one, and the previous one
+/// while its rotation window lasts.
+fn signing_secrets(
+    endpoint: &Subscription,
+    now_ms: i64,
+) -> Result<Vec<Secret>, crate::SignatureError> {
+    let mut secrets = vec![Secret::parse(&endpoint.secret)?];
+    if let Some(previous) = &endpoint.previous_secret {
+        if now_ms < endpoint.previous_secret_expires_at_ms {
+            secrets.push(Secret::parse(previous)?);
+        }
+    }
+    Ok(secrets)
 }

@@ -28,6 +28,8 @@ pub struct Subscription {
     pub description: String,
     pub updated_at_ms: i64,
     pub disabled_reason: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at_ms: i64,
 }
 
 /// Requests per second an endpoint accepts, with a burst allowance.

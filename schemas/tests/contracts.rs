@@ -57,6 +57,8 @@ fn every_record_type_round_trips() {
         description: "billing".into(),
         updated_at_ms: 9,
         disabled_reason: "endpoint returned 410 Gone".into(),
+        previous_secret: Some("whsec_AAAA".into()),
+        previous_secret_expires_at_ms: 12,
     };
     assert_eq!(
         decode::<Subscription>(&encode(&subscription).unwrap()).unwrap(),
@@ -256,4 +258,5 @@ fn subscription_v1_record_reads_with_default() {
     assert_eq!(decoded.endpoint_id, "ep_old");
     assert!(!decoded.enabled);
     assert_eq!(decoded.disabled_reason, "");
+    assert_eq!(decoded.previous_secret, None);
 }

@@ -29,6 +29,19 @@ pub enum EndpointCommand {
         #[arg(long)]
         id: String,
     },
+    /// Replace an endpoint's signing secret; deliveries carry signatures with both secrets
+    /// until the window ends, so receivers can switch at any time within it.
+    RotateSecret {
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+        /// How long the previous secret keeps signing (for example 24h).
+        #[arg(long, default_value = "24h", value_parser = aurora_common::config::parse_duration)]
+        window: std::time::Duration,
+        /// New secret in whsec_<base64> form; a new one is generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+    },
     /// Disable an endpoint; its deliveries are dead-lettered until it is enabled.
     Disable {
         /// Endpoint id.
@@ -75,6 +88,9 @@ pub async fn run(kafka: &KafkaArgs, command: EndpointCommand) -> anyhow::Result<
         EndpointCommand::Remove { id } => remove(kafka, &id).await,
         EndpointCommand::Enable { id } => set_enabled(kafka, &id, true).await,
         EndpointCommand::Disable { id } => set_enabled(kafka, &id, false).await,
+        EndpointCommand::RotateSecret { id, window, secret } => {
+            rotate_secret(kafka, &id, window, secret).await
+        }
     }
 }
 
@@ -116,6 +132,8 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         },
+        previous_secret: None,
+        previous_secret_expires_at_ms: 0,
     };
     let producer = aurora_common::kafka::producer(kafka)?;
     let value = aurora_schemas::encode(&subscription)?;
@@ -196,6 +214,46 @@ async fn set_enabled(kafka: &KafkaArgs, id: &str, enabled: bool) -> anyhow::Resu
         "Endpoint {id} {}.",
         if enabled { "enabled" } else { "disabled" }
     );
+    Ok(())
+}
+
+async fn rotate_secret(
+    kafka: &KafkaArgs,
+    id: &str,
+    window: std::time::Duration,
+    secret: Option<String>,
+) -> anyhow::Result<()> {
+    check_id(id)?;
+    let current = found(kafka, id).await?;
+    let secret = match secret {
+        Some(secret) => {
+            aurora_deliverer::Secret::parse(&secret).context("invalid --secret")?;
+            secret
+        }
+        None => aurora_deliverer::generate_secret(),
+    };
+    let now = now_ms();
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let mut subscription = (*current).clone();
+    subscription.previous_secret = Some(subscription.secret.clone());
+    subscription.previous_secret_expires_at_ms = now.saturating_add(window_ms);
+    subscription.secret = secret.clone();
+    subscription.updated_at_ms = now;
+    let producer = aurora_common::kafka::producer(kafka)?;
+    let value = aurora_schemas::encode(&subscription)?;
+    produce(
+        &producer,
+        &kafka.topics().subscriptions,
+        id.as_bytes(),
+        &value,
+        None,
+    )
+    .await?;
+    println!(
+        "Secret of endpoint {id} rotated; the previous one keeps signing for {}.",
+        humantime::format_duration(window)
+    );
+    println!("Signing secret: {secret}");
     Ok(())
 }
 
