@@ -84,7 +84,11 @@ impl ConsumerContext for CommitContext {
                     .iter()
                     .map(|element| (element.topic().to_string(), element.partition()))
                     .collect();
-                tracing::info!(partitions = ?partitions, "Partitions assigned.");
+                if partitions.is_empty() {
+                    tracing::warn!("No partitions assigned. Other members of the group hold them; if none is running, the broker still counts a stopped member until its session times out (session.timeout.ms).");
+                } else {
+                    tracing::info!(partitions = ?partitions, "Partitions assigned.");
+                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => {

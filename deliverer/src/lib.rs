@@ -34,4 +34,7 @@ pub enum Error {
     /// A record could not be encoded with its Avro schema.
     #[error(transparent)]
     Schema(#[from] aurora_schemas::SchemaError),
+    /// Shutdown began before the attempt started; the delivery stays uncommitted.
+    #[error("shutting down before the attempt started")]
+    ShuttingDown,
 }

@@ -66,6 +66,7 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
             ),
             health: Health::new(config.health),
             max_retry_after: config.max_retry_after,
+            shutdown: shutdown.clone(),
         }),
     };
     let result = consumer.run(shutdown, deliverer).await;
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     limits: EndpointLimits,
     pub(crate) health: Health,
     max_retry_after: Duration,
+    /// Cancelled on shutdown: deliveries still waiting for their limits then start no request.
+    shutdown: CancellationToken,
 }
 
 struct Deliverer {
@@ -149,6 +152,9 @@ impl Shared {
             .limits
             .admit(&endpoint.endpoint_id, endpoint.rate_limit)
             .await;
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
         let tried = self.attempt(&endpoint, &delivery).await;
         drop(permit);
         self.record(&endpoint, delivery, tried).await

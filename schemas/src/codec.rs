@@ -193,7 +193,7 @@ contract!(
     crate::Subscription,
     "subscription",
     "subscription",
-    ["1", "2"]
+    ["1", "2", "3"]
 );
 contract!(crate::Delivery, "delivery", "delivery", ["1"]);
 contract!(crate::Attempt, "attempt", "attempt", ["1"]);

@@ -24,7 +24,7 @@ pub struct RedriveArgs {
     /// Endpoint whose dead letters are sent back.
     #[arg(long)]
     endpoint: String,
-    /// Only dead letters written at or after this time (RFC 3339, such as 2026-12-04T10:00:00Z).
+    /// Only dead letters written at or after this time, in UTC (such as 2026-12-04T10:00:00Z).
     #[arg(long, value_parser = parse_time_ms)]
     since: Option<i64>,
     /// Print what would be sent without sending it.
@@ -45,6 +45,7 @@ pub fn parse_time_ms(text: &str) -> Result<i64, String> {
 pub async fn run(kafka: &KafkaArgs, command: DlqCommand) -> anyhow::Result<()> {
     let DlqCommand::Redrive(args) = command;
     let topics = kafka.topics();
+    check_endpoint(kafka, &args.endpoint, args.dry_run).await?;
     let reader_kafka = kafka.clone();
     let dead_letter = topics.dead_letter.clone();
     let endpoint = args.endpoint.clone();
@@ -104,6 +105,26 @@ pub async fn run(kafka: &KafkaArgs, command: DlqCommand) -> anyhow::Result<()> {
     }
     println!("Sent {total} deliveries back to {}.", topics.deliveries);
     Ok(())
+}
+
+/// Refuses to redrive to an endpoint that does not exist or is disabled, where every
+/// delivery would be dead-lettered again.
+async fn check_endpoint(kafka: &KafkaArgs, endpoint_id: &str, dry_run: bool) -> anyhow::Result<()> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let table = aurora_common::SubscriptionTable::start(
+        kafka,
+        &kafka.topics().subscriptions,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    match table?.get(endpoint_id) {
+        None => anyhow::bail!("endpoint {endpoint_id} not found; `aurora endpoint list` shows the endpoints"),
+        Some(endpoint) if !endpoint.enabled && !dry_run => anyhow::bail!(
+            "endpoint {endpoint_id} is disabled, so redriven deliveries would be dead-lettered again; run `aurora endpoint enable --id {endpoint_id}` first"
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 fn read_dead_letters(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use aurora_common::KafkaArgs;
-use aurora_schemas::{Attempt, Delivery, Quarantined};
+use aurora_schemas::{Attempt, Delivery, Operation, Quarantined};
 use clap::{Args, ValueEnum};
 use rdkafka::Message;
 use serde_json::{json, Value};
@@ -30,6 +30,7 @@ enum TopicKind {
     Retry,
     DeadLetter,
     Quarantine,
+    Operations,
 }
 
 pub async fn run(kafka: &KafkaArgs, args: InspectArgs) -> anyhow::Result<()> {
@@ -39,6 +40,7 @@ pub async fn run(kafka: &KafkaArgs, args: InspectArgs) -> anyhow::Result<()> {
         TopicKind::Attempts => topics.attempts.clone(),
         TopicKind::DeadLetter => topics.dead_letter.clone(),
         TopicKind::Quarantine => topics.quarantine.clone(),
+        TopicKind::Operations => topics.operations.clone(),
         TopicKind::Retry => match args
             .tier
             .checked_sub(1)
@@ -77,6 +79,9 @@ fn decode(kind: TopicKind, value: &[u8]) -> Value {
             aurora_schemas::decode::<Attempt>(value).map(|attempt| json!(attempt))
         }
         TopicKind::Quarantine => aurora_schemas::decode::<Quarantined>(value).map(quarantined_json),
+        TopicKind::Operations => {
+            aurora_schemas::decode::<Operation>(value).map(|operation| json!(operation))
+        }
         _ => aurora_schemas::decode::<Delivery>(value).map(delivery_json),
     };
     decoded.unwrap_or_else(|error| json!({"error": error.to_string()}))

@@ -11,7 +11,7 @@ use aurora_common::kafka::QuietContext;
 use aurora_common::KafkaArgs;
 use clap::Args;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::dlq::parse_time_ms;
 
@@ -32,7 +32,7 @@ pub struct ReplayArgs {
     /// Reset to this offset (clamped to the partition's earliest and end offsets).
     #[arg(long, conflicts_with_all = ["to_time", "to_earliest"], required_unless_present_any = ["to_time", "to_earliest"])]
     to_offset: Option<i64>,
-    /// Reset to the first record written at or after this time (RFC 3339).
+    /// Reset to the first record written at or after this time, in UTC (such as 2026-12-04T10:00:00Z).
     #[arg(long, value_parser = parse_time_ms, conflicts_with = "to_earliest")]
     to_time: Option<i64>,
     /// Reset to the earliest offset still stored.
@@ -68,6 +68,7 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     let consumer: BaseConsumer<QuietContext> = aurora_common::kafka::consumer_config(kafka, &group)
         .create_with_context(QuietContext::default())
         .context("creating the consumer")?;
+    check_group(&consumer, &group, args.dry_run)?;
     let partitions = partitions(&consumer, &topic, &args.partitions)?;
 
     let mut resets = Vec::new();
@@ -100,6 +101,31 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         format!("committing the new offsets of group {group} failed; stop every consumer of the group first, because Kafka accepts these commits only from an empty group")
     })?;
     println!("Offsets of group {group} on {topic} reset; start its consumers to replay.");
+    Ok(())
+}
+
+/// Refuses a group that does not exist, or (unless this is a dry run) one with members,
+/// whose next commit would overwrite the reset.
+fn check_group(
+    consumer: &BaseConsumer<QuietContext>,
+    group: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let groups = consumer
+        .fetch_group_list(Some(group), QUERY_TIMEOUT)
+        .context("listing consumer groups")?;
+    let Some(found) = groups.groups().iter().find(|found| found.name() == group) else {
+        bail!("consumer group {group} was not found; use router, deliverer, retry or an existing group id");
+    };
+    if found.state().eq_ignore_ascii_case("dead") {
+        bail!("consumer group {group} was not found; use router, deliverer, retry or an existing group id");
+    }
+    if !dry_run && !found.members().is_empty() {
+        bail!(
+            "consumer group {group} has {} active members; stop them first, or their next commit overwrites the reset",
+            found.members().len()
+        );
+    }
     Ok(())
 }
 
@@ -151,10 +177,48 @@ fn offset_for_time(
         .find_partition(topic, partition)
         .map(|element| element.offset())
         .unwrap_or(Offset::End);
-    Ok(match offset {
-        Offset::Offset(offset) => offset,
-        _ => high,
-    })
+    let offset = match offset {
+        Offset::Offset(offset) if offset < high => offset,
+        _ => return Ok(high),
+    };
+    // Check the answer: the record there must not be older than the time. tansu 0.6.0
+    // answers offset 0 for a time after the newest record, which would replay everything.
+    match record_time_ms(consumer, topic, partition, offset)? {
+        Some(written_ms) if written_ms < time_ms => {
+            eprintln!("warning: the broker answered offset {offset} of partition {partition}, whose record is older than the time; using the end offset {high} instead");
+            Ok(high)
+        }
+        _ => Ok(offset),
+    }
+}
+
+/// Returns the timestamp of the record at `offset`, if it can be read within the timeout.
+fn record_time_ms(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Option<i64>> {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
+    let mut found = None;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) if message.offset() >= offset => {
+                found = message.timestamp().to_millis();
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                return Err(error).context("reading the record at the answered offset")
+            }
+            None => {}
+        }
+    }
+    consumer.unassign()?;
+    Ok(found)
 }
 
 fn read_committed(
@@ -194,10 +258,14 @@ fn print_plan(group: &str, topic: &str, resets: &[Reset], dry_run: bool) {
         "PARTITION", "COMMITTED", "NEW", "REPLAYED"
     );
     let mut total = 0;
+    let mut skipped = 0;
     for reset in resets {
         let replayed = reset
             .committed
             .map_or(0, |committed| (committed - reset.target).max(0));
+        skipped += reset
+            .committed
+            .map_or(0, |committed| (reset.target - committed).max(0));
         total += replayed;
         let committed = reset
             .committed
@@ -208,4 +276,9 @@ fn print_plan(group: &str, topic: &str, resets: &[Reset], dry_run: bool) {
         );
     }
     println!("{total} records will be processed again.");
+    if skipped > 0 {
+        println!(
+            "{skipped} records will be skipped, because the new offset is after the committed one."
+        );
+    }
 }
