@@ -1,5 +1,5 @@
 //! The SSRF guard in the pipeline: a refused delivery is recorded as an attempt with the
-//! reason, and the endpoint never sees a connection.
+//! reason, and the endpoint never receives a connection.
 
 mod support;
 

@@ -38,7 +38,7 @@ pub struct DelivererConfig {
     pub max_retry_after: Duration,
     /// When endpoints are reported failing and disabled.
     pub health: HealthPolicy,
-    /// Which addresses deliveries may connect to.
+    /// SSRF guard settings: the addresses deliveries may connect to.
     pub guard: crate::ssrf::Guard,
 }
 

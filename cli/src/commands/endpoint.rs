@@ -157,14 +157,22 @@ async fn list(kafka: &KafkaArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let mut rows: Vec<_> = endpoints.values().collect();
     rows.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
-    println!("{:<24} {:<8} {:<40} FILTERS", "ID", "ENABLED", "URL");
+    println!(
+        "{:<24} {:<8} {:<40} {:<12} {:<24} NOTE",
+        "ID", "ENABLED", "URL", "RATE LIMIT", "FILTERS"
+    );
     for endpoint in rows {
+        let rate = endpoint.rate_limit.map_or("none".to_string(), |limit| {
+            format!("{}/s+{}", limit.per_second, limit.burst)
+        });
         println!(
-            "{:<24} {:<8} {:<40} {}",
+            "{:<24} {:<8} {:<40} {:<12} {:<24} {}",
             endpoint.endpoint_id,
             endpoint.enabled,
             endpoint.url,
-            endpoint.event_types.join(",")
+            rate,
+            endpoint.event_types.join(","),
+            endpoint.disabled_reason
         );
     }
     Ok(())

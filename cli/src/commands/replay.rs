@@ -181,11 +181,11 @@ fn offset_for_time(
         Offset::Offset(offset) if offset < high => offset,
         _ => return Ok(high),
     };
-    // Check the answer: the record there must not be older than the time. tansu 0.6.0
-    // answers offset 0 for a time after the newest record, which would replay everything.
+    // Check the returned offset: the record there must not be older than the time. tansu
+    // 0.6.0 returns offset 0 for a time after the newest record, which would replay everything.
     match record_time_ms(consumer, topic, partition, offset)? {
         Some(written_ms) if written_ms < time_ms => {
-            eprintln!("warning: the broker answered offset {offset} of partition {partition}, whose record is older than the time; using the end offset {high} instead");
+            eprintln!("warning: the broker returned offset {offset} of partition {partition}, whose record is older than the time; using the end offset {high} instead");
             Ok(high)
         }
         _ => Ok(offset),
@@ -212,7 +212,7 @@ fn record_time_ms(
             }
             Some(Ok(_)) => {}
             Some(Err(error)) => {
-                return Err(error).context("reading the record at the answered offset")
+                return Err(error).context("reading the record at the returned offset")
             }
             None => {}
         }
