@@ -96,9 +96,11 @@ async fn rate_limited_endpoint_does_not_slow_others() {
         span >= Duration::from_millis(9_000),
         "50 requests in {span:?} exceed 5 per second"
     );
-    // The unlimited endpoint finished while the limited one was still at its first requests.
+    // Had the limited endpoint held the partition, the unlimited one would finish with it,
+    // near its 50th request. It finishes while the limited one is not past its 30th (6 s in),
+    // which leaves room for the seconds the 50 events take to produce.
     assert!(
-        fast_times.last().unwrap() < &limited_times[10],
+        fast_times.last().unwrap() < &limited_times[30],
         "the fast endpoint was held back by the limited one"
     );
 }

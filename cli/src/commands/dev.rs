@@ -20,6 +20,11 @@ use super::topics::create;
 /// after it, which would skip records after a restart.
 const TANSU_BATCHING: (&str, &str) = ("batch.num.messages", "1");
 
+/// Consumer setting for the tansu broker this command starts: tansu 0.6.0 holds every fetch
+/// for the full fetch.wait.max.ms even when records arrive, so the default 500 ms would add
+/// that much latency to every hop.
+const TANSU_FETCH_WAIT: (&str, &str) = ("fetch.wait.max.ms", "20");
+
 /// Subnets `aurora dev` adds to the SSRF guard's allowlist, so local receivers work.
 const LOOPBACK_SUBNETS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
@@ -61,6 +66,8 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
         let broker = start_broker(&address).await?;
         let (key, value) = TANSU_BATCHING;
         kafka.producer_properties.push((key.into(), value.into()));
+        let (key, value) = TANSU_FETCH_WAIT;
+        kafka.consumer_properties.push((key.into(), value.into()));
         Some(broker)
     };
     let kafka = &kafka;
