@@ -72,6 +72,22 @@ async fn updated_url_and_tombstone_take_effect() {
     assert!(!listed.contains("moving"), "{listed}");
 }
 
+/// Rotates the secret of endpoint `rotating` through the command line.
+async fn rotate_secret(env: &Env, secret: &str, window: &str) {
+    let args = [
+        "endpoint",
+        "rotate-secret",
+        "--id",
+        "rotating",
+        "--window",
+        window,
+        "--secret",
+        secret,
+    ];
+    let output = env.aurora(&args).await;
+    assert!(output.status.success(), "{output:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_secret_signs_with_both_during_window() {
     let mut env = Env::new("rotate").await;
@@ -84,19 +100,7 @@ async fn rotated_secret_signs_with_both_during_window() {
     let producer = EventProducer::new(&env.kafka, "tests", Encoding::Headers).unwrap();
 
     let new_secret = test_secret();
-    let rotate = [
-        "endpoint",
-        "rotate-secret",
-        "--id",
-        "rotating",
-        "--window",
-        "1h",
-        "--secret",
-    ];
-    let output = env
-        .aurora(&[&rotate[..], &[new_secret.as_str()]].concat())
-        .await;
-    assert!(output.status.success(), "{output:?}");
+    rotate_secret(&env, &new_secret, "1h").await;
     send(&producer, "during-window").await;
     assert!(wait_until(Duration::from_secs(60), || receiver.count() == 1).await);
     let during = &receiver.received()[0];
@@ -111,19 +115,7 @@ async fn rotated_secret_signs_with_both_during_window() {
 
     // A zero window ends the old secret at once.
     let newest_secret = test_secret();
-    let rotate = [
-        "endpoint",
-        "rotate-secret",
-        "--id",
-        "rotating",
-        "--window",
-        "0s",
-        "--secret",
-    ];
-    let output = env
-        .aurora(&[&rotate[..], &[newest_secret.as_str()]].concat())
-        .await;
-    assert!(output.status.success(), "{output:?}");
+    rotate_secret(&env, &newest_secret, "0s").await;
     send(&producer, "after-window").await;
     assert!(wait_until(Duration::from_secs(60), || receiver.count() == 2).await);
     let after = &receiver.received()[1];

@@ -37,7 +37,7 @@ const CONSUMER_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Consumer context that commits durable offsets of revoked partitions before a rebalance
-/// takes them away, and forgets their pending records.
+/// takes them away, and drops their pending records.
 pub struct CommitContext {
     tracker: Tracker,
     errors: ErrorLog,
@@ -181,7 +181,7 @@ impl GroupConsumer {
         })
     }
 
-    /// The underlying consumer, for pausing and resuming partitions.
+    /// Returns the underlying consumer, for pausing and resuming partitions.
     pub fn consumer(&self) -> Arc<StreamConsumer<CommitContext>> {
         self.consumer.clone()
     }

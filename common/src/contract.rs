@@ -48,19 +48,19 @@ pub fn check_event_fields(
     ))
 }
 
-fn check_name(what: &str, value: &str) -> Result<(), String> {
+fn check_name(field: &str, value: &str) -> Result<(), String> {
     if value.trim().is_empty() {
-        return Err(format!("{what} is empty"));
+        return Err(format!("{field} is empty"));
     }
     if value.len() > MAX_NAME_BYTES {
         return Err(format!(
-            "{what} is {} bytes long; the maximum is {MAX_NAME_BYTES}",
+            "{field} is {} bytes long; the maximum is {MAX_NAME_BYTES}",
             value.len()
         ));
     }
     if !value.chars().all(|c| c.is_ascii_graphic()) {
         return Err(format!(
-            "{what} {value:?} may contain only visible ASCII characters, without spaces"
+            "{field} {value:?} may contain only visible ASCII characters, without spaces"
         ));
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! - 410 Gone: the endpoint requests no further calls, so it is disabled and the delivery
 //!   is dead-lettered.
 //! - 429 Too Many Requests and 503 Service Unavailable: failure, retried no earlier than the
-//!   `Retry-After` header asks (seconds or an HTTP date), clamped to a configured maximum.
+//!   `Retry-After` header requests (seconds or an HTTP date), clamped to a configured maximum.
 //! - every other status (1xx, other 4xx, other 5xx): failure, retried per the schedule.
 //!
 //! Timeouts and connection errors never reach this module: they are retried per the schedule.

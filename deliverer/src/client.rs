@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::ssrf::{Guard, GuardedConnector};
 
-/// Longest time to wait for a TCP connection to an endpoint.
+/// Maximum time to wait for a TCP connection to an endpoint.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes of a response body kept in the attempt record.

@@ -1,4 +1,4 @@
-//! HTTP ingest API for services that do not speak Kafka: `POST /v1/events` answers with the
+//! HTTP ingest API for services that do not speak Kafka: `POST /v1/events` responds with the
 //! partition and offset once the broker has acknowledged the write.
 //!
 //! Request body: `{"type": "invoice.paid", "payload": {...}, "id": "optional", "key":

@@ -14,7 +14,7 @@ use aurora_common::time::now_ms;
 use aurora_common::KafkaArgs;
 use rdkafka::message::{Header, OwnedHeaders};
 
-/// How events are written to the topic.
+/// Encoding of events on the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encoding {
     /// CloudEvents binary mode: `ce_*` headers and the payload as the value.
@@ -36,7 +36,7 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
-/// Where the broker stored an event.
+/// Partition and offset of a stored event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Produced {
     pub id: String,
@@ -69,7 +69,7 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    /// A producer for the events topic of `args`, naming `source` as the producing service.
+    /// Creates a producer for the events topic of `args`, naming `source` as the producing service.
     pub fn new(args: &KafkaArgs, source: &str, encoding: Encoding) -> Result<Self, Error> {
         Ok(EventProducer {
             producer: aurora_common::kafka::producer(args)?,

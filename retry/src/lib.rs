@@ -3,8 +3,8 @@
 //!
 //! A partition whose records are not yet due is paused while they wait, so the consumer keeps
 //! polling (and keeps its group membership) without fetching more of it. A record's offset is
-//! committed only after its copy on the deliveries topic is acknowledged; a crash or a
-//! rebalance while records wait makes them be read again, never lost.
+//! committed only after its copy on the deliveries topic is acknowledged. A crash or a
+//! rebalance while records wait makes them be read again, so none is lost.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -75,7 +75,7 @@ impl SchemaSet {
         }
     }
 
-    /// The schema this build writes with.
+    /// Returns the schema this build writes with.
     pub fn current(&self) -> &Schema {
         &self.current
     }

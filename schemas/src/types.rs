@@ -56,7 +56,7 @@ pub struct Delivery {
     pub dead_letter_reason: Option<String>,
 }
 
-/// What a delivery remembers of each attempt made so far.
+/// Summary of one attempt, kept in the delivery's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptSummary {
     pub attempt: i32,
@@ -85,7 +85,7 @@ pub struct Attempt {
     pub next_attempt_at_ms: Option<i64>,
 }
 
-/// What happened to a delivery after an attempt.
+/// Outcome of a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
@@ -130,7 +130,7 @@ pub struct Operation {
     pub at_ms: i64,
 }
 
-/// What happened to an endpoint.
+/// Kind of an endpoint health event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {

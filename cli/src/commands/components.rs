@@ -36,13 +36,13 @@ pub struct DeliveryArgs {
     /// Deliveries in flight at once, at most.
     #[arg(long = "deliverer-max-in-flight", env = "AURORA_DELIVERER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
-    /// Deliveries of one endpoint in flight at once, at most; a slower endpoint holds no more.
+    /// Deliveries of one endpoint in flight at once, at most, so a slow endpoint takes no more slots.
     #[arg(long, env = "AURORA_ENDPOINT_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub endpoint_max_in_flight: u32,
     /// Concurrent requests to one endpoint, at most.
     #[arg(long, env = "AURORA_ENDPOINT_MAX_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub endpoint_max_concurrency: u32,
-    /// Longest delay a Retry-After header on 429 or 503 can ask for (for example 1h).
+    /// Maximum delay a Retry-After header on 429 or 503 can request (for example 1h).
     #[arg(long, env = "AURORA_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub max_retry_after: Duration,
     /// Subnets deliveries may reach although the SSRF guard refuses their range, comma-separated CIDRs such as 10.1.0.0/16.

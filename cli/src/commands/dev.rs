@@ -20,7 +20,7 @@ use super::topics::create;
 /// after it, which would skip records after a restart.
 const TANSU_BATCHING: (&str, &str) = ("batch.num.messages", "1");
 
-/// Consumer setting for the tansu broker this command starts: tansu 0.6.0 holds every fetch
+/// Consumer setting for the tansu broker this command starts: tansu 0.6.0 keeps every fetch open
 /// for the full fetch.wait.max.ms even when records arrive, so the default 500 ms would add
 /// that much latency to every hop.
 const TANSU_FETCH_WAIT: (&str, &str) = ("fetch.wait.max.ms", "20");

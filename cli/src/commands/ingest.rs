@@ -20,7 +20,7 @@ pub struct IngestArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "AURORA_INGEST_MAX_BODY_BYTES", default_value_t = aurora_producer::ingest::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Time to wait for the broker to acknowledge an event before answering 503.
+    /// Time to wait for the broker to acknowledge an event before responding 503.
     #[arg(long, env = "AURORA_INGEST_PRODUCE_TIMEOUT", default_value = "10s", value_parser = aurora_common::config::parse_positive_duration)]
     produce_timeout: std::time::Duration,
 }

@@ -30,11 +30,11 @@ pub const AURORA: &str = env!("CARGO_BIN_EXE_aurora");
 /// Retry tiers short enough for tests.
 pub const TEST_RETRY_TIERS: &str = "1s,2s";
 /// Every producer writes one record per batch. tansu 0.6.0 responds to a fetch from an offset
-/// inside a multi-record batch with the batches after it, which skips records; with one
+/// inside a multi-record batch with the batches after it, which skips records. With one
 /// record per batch every offset starts a batch. Apache Kafka needs no such setting.
 pub const TANSU_PRODUCER_PROPERTIES: &str = "batch.num.messages=1";
 /// Consumer group timeouts short enough that a killed member is noticed quickly, and a short
-/// fetch wait, because tansu 0.6.0 holds every fetch for the full fetch.wait.max.ms even when
+/// fetch wait, because tansu 0.6.0 keeps every fetch open for the full fetch.wait.max.ms even when
 /// records arrive (about 1 s per hop with the default 500 ms).
 pub const TEST_CONSUMER_PROPERTIES: &str =
     "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=20";
