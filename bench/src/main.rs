@@ -79,6 +79,9 @@ pub struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write every delivery's send time and latency as CSV to this file.
+    #[arg(long)]
+    pub latency_csv: Option<PathBuf>,
     /// The aurora binary; by default the one next to this executable.
     #[arg(long)]
     pub aurora: Option<PathBuf>,

@@ -81,8 +81,16 @@ pub struct Receiver {
     warmup_failed: AtomicBool,
     events: usize,
     pub counters: Counters,
-    /// Produce-to-receive latencies of first deliveries, in microseconds.
-    latencies_us: Mutex<Vec<u32>>,
+    /// Produce-to-receive latencies of first deliveries.
+    latencies: Mutex<Vec<Sample>>,
+}
+
+/// Latency of one first delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Send time of the event, in microseconds since the Unix epoch.
+    pub sent_at_us: u64,
+    pub latency_us: u32,
 }
 
 /// The part of a benchmark payload the receiver reads.
@@ -118,18 +126,17 @@ impl Receiver {
             warmup_failed: AtomicBool::new(false),
             events,
             counters: Counters::default(),
-            latencies_us: Mutex::new(Vec::with_capacity(events * secrets.len())),
+            latencies: Mutex::new(Vec::with_capacity(events * secrets.len())),
         })
     }
 
     /// Takes the latencies recorded so far.
-    pub fn take_latencies(&self) -> Vec<u32> {
-        std::mem::take(
-            &mut *self
-                .latencies_us
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+    pub fn take_latencies(&self) -> Vec<Sample> {
+        let mut latencies = self
+            .latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *latencies)
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -214,10 +221,14 @@ impl Receiver {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
         } else {
             let latency_us = received_us.saturating_sub(payload.sent_at_us);
-            self.latencies_us
+            let sample = Sample {
+                sent_at_us: payload.sent_at_us,
+                latency_us: u32::try_from(latency_us).unwrap_or(u32::MAX),
+            };
+            self.latencies
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(u32::try_from(latency_us).unwrap_or(u32::MAX));
+                .push(sample);
             self.counters
                 .last_delivered_us
                 .fetch_max(received_us, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::clock::now_us;
 use crate::load::{produce_events, Endpoints, EventSpec, Produced, EVENT_TYPE, WARMUP_TYPE};
 use crate::process::{machine_busy_seconds, thread_cpu_seconds, usage, Component, Profile, Usage};
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Sample};
 use crate::report::{
     BrokerInfo, Ceilings, ComponentFigures, Latency, Machine, Pipeline, Report, Scenario,
 };
@@ -142,7 +142,7 @@ async fn measure(
             partitions: args.partitions,
         },
         pipeline,
-        latency_ms: Latency::from_micros(setup.receiver.take_latencies()),
+        latency_ms: latency_figures(args, setup.receiver.take_latencies())?,
         ceilings,
         components: component_figures(&measured),
     })
@@ -258,6 +258,23 @@ async fn drive(
         end,
         complete,
     })
+}
+
+/// Computes the latency percentiles, and writes every sample as CSV when asked.
+fn latency_figures(args: &Args, mut samples: Vec<Sample>) -> anyhow::Result<Latency> {
+    if let Some(path) = &args.latency_csv {
+        samples.sort_unstable_by_key(|sample| sample.sent_at_us);
+        let first_us = samples.first().map_or(0, |sample| sample.sent_at_us);
+        let mut csv = String::from("sent_after_ms,latency_ms\n");
+        for sample in &samples {
+            let sent_after_ms = (sample.sent_at_us - first_us) as f64 / 1000.0;
+            let latency_ms = f64::from(sample.latency_us) / 1000.0;
+            csv.push_str(&format!("{sent_after_ms:.3},{latency_ms:.3}\n"));
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let latencies = samples.iter().map(|sample| sample.latency_us).collect();
+    Ok(Latency::from_micros(latencies))
 }
 
 fn kafka_args(args: &Args, bootstrap: &str, prefix: &str) -> anyhow::Result<KafkaArgs> {
