@@ -14,7 +14,7 @@ pub mod topics;
 
 pub use config::{KafkaArgs, TopicArgs};
 pub use offsets::OffsetTracker;
-pub use table::SubscriptionTable;
+pub use table::{SubscriptionTable, Table, TenantTable};
 pub use topics::{RetryTier, Topics};
 
 /// Errors of the shared Kafka plumbing.

@@ -134,6 +134,7 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
         },
         previous_secret: None,
         previous_secret_expires_at_ms: 0,
+        tenant_id: String::new(),
     };
     let producer = aurora_common::kafka::producer(kafka)?;
     let value = aurora_schemas::encode(&subscription)?;
