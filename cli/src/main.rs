@@ -49,6 +49,8 @@ enum Command {
     Topics(commands::topics::TopicsArgs),
     /// Produce events to the events topic.
     Produce(commands::produce::ProduceArgs),
+    /// Serve the tenant API: tenants, endpoints, secrets, events and attempts.
+    Api(commands::api::ApiArgs),
     /// Serve the HTTP ingest API (POST /v1/events).
     Ingest(commands::ingest::IngestArgs),
     /// Run a router: events joined with subscriptions become deliveries.
@@ -107,6 +109,7 @@ async fn run(kafka: KafkaArgs, seal_key: Option<SealKey>, command: Command) -> a
     match command {
         Command::Topics(args) => commands::topics::run(&kafka, args).await,
         Command::Produce(args) => commands::produce::run(&kafka, args).await,
+        Command::Api(args) => commands::api::run(&kafka, seal_key, args).await,
         Command::Ingest(args) => commands::ingest::run(&kafka, args).await,
         Command::Router(args) => commands::components::router(&kafka, args).await,
         Command::Deliverer(args) => commands::components::deliverer(&kafka, seal_key, args).await,

@@ -136,7 +136,7 @@ pub async fn retry(kafka: &KafkaArgs, args: RetryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
+pub fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
     text.trim().parse().map_err(|_| {
         format!("{text:?} is not a subnet in CIDR form such as 10.1.0.0/16 or fd00::/8")
     })
