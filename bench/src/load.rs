@@ -88,6 +88,7 @@ fn subscription(id: &str, url: String, secret: &str, filter: &str) -> Subscripti
         disabled_reason: String::new(),
         previous_secret: None,
         previous_secret_expires_at_ms: 0,
+        tenant_id: String::new(),
     }
 }
 
