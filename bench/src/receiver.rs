@@ -70,6 +70,8 @@ pub struct Counters {
     pub ceiling: AtomicU64,
     /// Requests to the warm-up endpoint that were answered 2xx.
     pub warmup: AtomicU64,
+    /// TCP connections accepted, to check that clients reuse them.
+    pub connections: AtomicU64,
     /// Receive time of the latest first delivery, in microseconds since the Unix epoch.
     pub last_delivered_us: AtomicU64,
 }
@@ -267,6 +269,10 @@ pub async fn serve(receiver: Arc<Receiver>) -> std::io::Result<SocketAddr> {
                     continue;
                 }
             };
+            receiver
+                .counters
+                .connections
+                .fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let receiver = receiver.clone();
             tokio::spawn(async move {

@@ -97,6 +97,8 @@ pub struct Pipeline {
     pub failed_on_purpose: u64,
     /// Requests whose signature or body did not verify.
     pub rejected: u64,
+    /// Connections the receiver accepted during the whole run, ceilings and warm-up included.
+    pub receiver_connections: u64,
     /// Whether every expected pair arrived before the timeout.
     pub complete: bool,
     /// From the start of the measured run to the last first arrival.
@@ -218,8 +220,8 @@ impl Report {
             "INCOMPLETE"
         };
         println!(
-            "deliveries      {:>10} of {} ({status}), {} duplicates, {} failed on purpose, {} rejected",
-            pipeline.delivered, pipeline.expected, pipeline.duplicates, pipeline.failed_on_purpose, pipeline.rejected
+            "deliveries      {:>10} of {} ({status}), {} duplicates, {} failed on purpose, {} rejected, {} connections",
+            pipeline.delivered, pipeline.expected, pipeline.duplicates, pipeline.failed_on_purpose, pipeline.rejected, pipeline.receiver_connections
         );
         println!(
             "end to end      {:>10.0} deliveries/s over {:.1} s",

@@ -541,6 +541,7 @@ fn pipeline_figures(setup: &Setup, measured: &Measured) -> Pipeline {
         duplicates: counters.duplicates.load(Ordering::Relaxed),
         failed_on_purpose: counters.failed_on_purpose.load(Ordering::Relaxed),
         rejected: counters.rejected.load(Ordering::Relaxed),
+        receiver_connections: counters.connections.load(Ordering::Relaxed),
         complete: measured.complete,
         seconds,
         per_second: delivered as f64 / seconds.max(f64::EPSILON),
