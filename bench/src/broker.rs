@@ -14,7 +14,7 @@ pub struct Broker {
     started_port: Option<u16>,
 }
 
-/// The `scripts/broker` of the workspace this binary was built from.
+/// Returns the `scripts/broker` of the workspace this binary was built from.
 fn script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/broker"))
 }
@@ -75,7 +75,7 @@ impl Broker {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago.
 fn free_port() -> anyhow::Result<u16> {
     let socket = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
     Ok(socket.local_addr()?.port())

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::clock::now_us;
 use crate::load::{produce_events, EventSpec, Produced};
 
-/// Longest time the consume half of the broker ceiling may wait for one record.
+/// Maximum time the consume half of the broker ceiling may wait for one record.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The broker's bare rate: produce every record and wait for the acknowledgements, then

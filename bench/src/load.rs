@@ -119,7 +119,7 @@ pub fn payload(seq: u64, sent_at_us: u64, size: usize) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// What a produce run did.
+/// Outcome of a produce run.
 #[derive(Debug, Clone, Copy)]
 pub struct Produced {
     pub records: u64,

@@ -1,7 +1,7 @@
-//! `aurora-bench`: end-to-end throughput and latency of the AuroraPress pipeline (router,
-//! deliverer and retry as separate release-built processes, a hyper receiver on 127.0.0.1),
-//! measured next to the two ceilings it runs under: the broker's bare produce-then-consume
-//! rate and a bare pooled HTTP client's rate against the same receiver.
+//! `aurora-bench`: end-to-end throughput and latency of the AuroraPress pipeline, with router,
+//! deliverer and retry as separate release-built processes and a hyper receiver on 127.0.0.1.
+//! Each run also measures the two ceilings the pipeline runs under: the broker's bare
+//! produce-then-consume rate and a bare pooled HTTP client's rate against the same receiver.
 
 mod broker;
 mod ceiling;
@@ -30,7 +30,7 @@ pub struct Args {
     /// Benchmark endpoints; every event is delivered to each of them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub endpoints: u32,
-    /// Percentage of endpoints (rounded) that answer 500 to the first attempt of half their
+    /// Percentage of endpoints (rounded) that respond 500 to the first attempt of half their
     /// events, so those deliveries go through the retry stage.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub failing_percent: u32,
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The command line of this run, with the program's directory left out.
+/// Returns the command line of this run, without the program's directory.
 fn command_line() -> String {
     let mut words = std::env::args();
     let program = words

@@ -1,8 +1,8 @@
 //! The webhook receiver: a hyper HTTP/1 server on 127.0.0.1 that verifies every signature,
-//! answers as the scenario says, and records when each delivery arrived.
+//! responds as the scenario requires, and records when each delivery arrived.
 //!
 //! Paths: `/e/{index}` for benchmark endpoint `index`, `/warmup` for the warm-up endpoint and
-//! `/ceiling` for the bare HTTP client's requests. A failing endpoint answers 500 to the first
+//! `/ceiling` for the bare HTTP client's requests. A failing endpoint responds 500 to the first
 //! attempt of every event with an even sequence number, so half of its deliveries succeed on
 //! their first attempt and the other half after one retry.
 
@@ -45,13 +45,13 @@ impl Bits {
     }
 }
 
-/// What the receiver knows about one benchmark endpoint.
+/// State of one benchmark endpoint in the receiver.
 struct EndpointState {
     secret: Secret,
     failing: bool,
-    /// Events delivered with a 2xx answer.
+    /// Events delivered with a 2xx response.
     delivered: Bits,
-    /// Events whose first attempt was answered with a failure (failing endpoints only).
+    /// Events whose first attempt got a failure response (failing endpoints only).
     failed_once: Bits,
 }
 
@@ -62,13 +62,13 @@ pub struct Counters {
     pub delivered: AtomicU64,
     /// Successful deliveries of a pair that was already delivered (at-least-once duplicates).
     pub duplicates: AtomicU64,
-    /// Requests answered with 500 on purpose.
+    /// Requests that got a 500 response on purpose.
     pub failed_on_purpose: AtomicU64,
     /// Requests whose signature did not verify, or whose body or path was not understood.
     pub rejected: AtomicU64,
     /// Requests of the bare HTTP client.
     pub ceiling: AtomicU64,
-    /// Requests to the warm-up endpoint that were answered 2xx.
+    /// Requests to the warm-up endpoint that got a 2xx response.
     pub warmup: AtomicU64,
     /// TCP connections accepted, to check that clients reuse them.
     pub connections: AtomicU64,

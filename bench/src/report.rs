@@ -89,11 +89,11 @@ pub struct Scenario {
 pub struct Pipeline {
     /// (event, endpoint) pairs that must arrive.
     pub expected: u64,
-    /// Pairs that arrived with a 2xx answer, each counted once.
+    /// Pairs that arrived with a 2xx response, each counted once.
     pub delivered: u64,
     /// Repeated 2xx arrivals of a pair that had already arrived.
     pub duplicates: u64,
-    /// Requests answered 500 on purpose by failing endpoints.
+    /// Requests that failing endpoints rejected with 500 on purpose.
     pub failed_on_purpose: u64,
     /// Requests whose signature or body did not verify.
     pub rejected: u64,
@@ -187,8 +187,16 @@ fn round(value: f64, digits: i32) -> f64 {
 impl Report {
     /// Prints the figures as a table.
     pub fn print(&self) {
+        self.print_setting();
+        self.print_pipeline();
+        if let Some(ceilings) = &self.ceilings {
+            self.print_ceilings(ceilings);
+        }
+        self.print_processes();
+    }
+
+    fn print_setting(&self) {
         let scenario = &self.scenario;
-        let pipeline = &self.pipeline;
         println!();
         println!("AuroraPress benchmark: {}", self.command);
         println!(
@@ -213,6 +221,10 @@ impl Report {
             scenario.payload_bytes,
             scenario.partitions
         );
+    }
+
+    fn print_pipeline(&self) {
+        let pipeline = &self.pipeline;
         println!();
         let status = if pipeline.complete {
             "complete"
@@ -236,9 +248,9 @@ impl Report {
             "latency (ms)    p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
             latency.p50, latency.p99, latency.p999, latency.max, latency.samples
         );
-        if let Some(ceilings) = &self.ceilings {
-            self.print_ceilings(ceilings);
-        }
+    }
+
+    fn print_processes(&self) {
         println!();
         println!(
             "{:<28} {:>8} {:>12} {:>14}",

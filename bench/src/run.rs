@@ -26,7 +26,7 @@ use crate::{Args, BrokerKind, RECEIVER_THREAD_NAME};
 const RETRY_TIERS: &str = "1s,5s,30s";
 /// The components, in start order.
 const COMPONENTS: [&str; 3] = ["router", "deliverer", "retry"];
-/// Longest wait for the warm-up event, which includes the components' start and group joins.
+/// Maximum wait for the warm-up event, which includes the components' start and group joins.
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default size of each ceiling, at most.
 const MAX_CEILING_SIZE: u64 = 100_000;
@@ -76,7 +76,7 @@ struct Setup {
     expected: u64,
 }
 
-/// What the measured part of a run produced.
+/// Figures from the measured part of a run.
 struct Measured {
     produced: Produced,
     start: Snapshot,
@@ -201,7 +201,7 @@ async fn set_up(
     Ok((setup, endpoints, address))
 }
 
-/// Produces the events and starts the components, in the order the scenario asks, and waits
+/// Produces the events and starts the components, in the order the scenario requires, and waits
 /// for every delivery.
 async fn drive(
     args: &Args,
