@@ -53,7 +53,7 @@ struct Shared<T> {
     progress: watch::Sender<Vec<Progress>>,
     /// Start time of the last completed catch-up, in epoch milliseconds.
     fresh_as_of_ms: RwLock<i64>,
-    /// Taken by [`SubscriptionTable::ensure_fresh`] for its catch-up, so that callers that
+    /// Taken by [`Table::ensure_fresh`] for its catch-up, so that callers that
     /// need one at the same time share it instead of each querying the broker.
     catch_up_turn: tokio::sync::Mutex<()>,
 }
@@ -194,7 +194,7 @@ impl<T: TableRecord> Table<T> {
     /// completed. Callers that need a catch-up at the same time share one: they queue behind
     /// the catch-up in progress, and when it completes every caller whose time is before its
     /// start returns, while the rest share the next one. So at most one catch-up runs at a
-    /// time, a caller waits for at most two, and under a steady stream the broker sees one
+    /// time, a caller waits for at most two, and under a steady stream the broker receives one
     /// end-offset query per partition per catch-up rather than per record.
     pub async fn ensure_fresh(&self, time_ms: i64) -> Result<(), Error> {
         if time_ms < self.fresh_as_of_ms() {
