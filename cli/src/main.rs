@@ -67,6 +67,9 @@ enum Command {
     /// Add, list or remove endpoints on the subscriptions topic.
     #[command(subcommand)]
     Endpoint(commands::endpoint::EndpointCommand),
+    /// Carry events between Amazon SNS/SQS and the events topic.
+    #[command(subcommand)]
+    Bridge(commands::bridge::BridgeCommand),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +109,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
         Command::Replay(args) => commands::replay::run(&kafka, args).await,
         Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
         Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
+        Command::Bridge(command) => commands::bridge::run(&kafka, command).await,
     }
 }
 

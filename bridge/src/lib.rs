@@ -1,0 +1,53 @@
+//! Carries events between Amazon SNS/SQS and the AuroraPress events topic, at least once.
+//!
+//! - [`sqs_in`] long-polls an SQS queue, maps each message to an event and deletes the message
+//!   only after the broker has acknowledged the event (or its quarantine record).
+//! - [`sns_out`] consumes the events topic in its own consumer group and publishes the selected
+//!   event types to an SNS topic; an offset is committed only after SNS has accepted the batch.
+//!
+//! Either direction may repeat a message after a crash, never lose one; duplicates carry the
+//! same event id.
+
+pub mod aws;
+pub mod backoff;
+pub mod sns_out;
+pub mod sqs_in;
+
+use std::sync::Arc;
+
+pub use aws::AwsSettings;
+
+/// Errors that stop a bridge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Kafka plumbing failed.
+    #[error(transparent)]
+    Kafka(#[from] aurora_common::Error),
+    /// The broker did not acknowledge a record the bridge produced.
+    #[error(transparent)]
+    Produce(#[from] aurora_common::produce::ProduceError),
+    /// The event producer could not be created.
+    #[error(transparent)]
+    Producer(#[from] aurora_producer::Error),
+    /// A quarantine record could not be encoded with its Avro schema.
+    #[error(transparent)]
+    Schema(#[from] aurora_schemas::SchemaError),
+    /// A configuration value is invalid.
+    #[error("invalid {name}: {reason}")]
+    Config { name: &'static str, reason: String },
+    /// An AWS API call failed in a way that retrying does not fix, or kept failing.
+    #[error("{operation} failed after {attempts} attempt(s)")]
+    Aws {
+        operation: String,
+        attempts: u32,
+        #[source]
+        source: aws_sdk_sqs::error::BoxError,
+    },
+    /// The same failure, reported to every record of a batch.
+    #[error(transparent)]
+    Shared(Arc<Error>),
+    /// A background task stopped before it finished.
+    #[error("{0} stopped unexpectedly")]
+    TaskStopped(&'static str),
+}
