@@ -51,3 +51,22 @@ pub enum Error {
     #[error("{0} stopped unexpectedly")]
     TaskStopped(&'static str),
 }
+
+/// Maximum length of a tenant id, in bytes, as of event ids and types.
+const MAX_TENANT_ID_BYTES: usize = aurora_common::contract::MAX_NAME_BYTES;
+
+/// Checks a `--tenant-id` value: 1 to 256 visible ASCII characters, like the `ce_tenant` header.
+pub fn check_tenant_id(tenant_id: &str) -> Result<(), Error> {
+    let valid = !tenant_id.is_empty()
+        && tenant_id.len() <= MAX_TENANT_ID_BYTES
+        && tenant_id.chars().all(|c| c.is_ascii_graphic());
+    if valid {
+        return Ok(());
+    }
+    Err(Error::Config {
+        name: "--tenant-id",
+        reason: format!(
+            "{tenant_id:?} is not a tenant id; give 1 to {MAX_TENANT_ID_BYTES} visible ASCII characters, such as tn_0123abcd"
+        ),
+    })
+}

@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aurora_producer::{Encoding, EventProducer, NewEvent};
 use aurora_router::IncomingEvent;
 use aurora_schemas::Quarantined;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -141,7 +142,11 @@ async fn raw_delivery_maps_message_attributes() {
     let topic_arn = aws.create_topic("invoices").await;
     let queue = aws.create_queue("invoices-raw", &[]).await;
     aws.subscribe(&topic_arn, &queue, true).await;
-    env.spawn(&sqs_in_args(&aws, &queue.url, &[]));
+    env.spawn(&sqs_in_args(
+        &aws,
+        &queue.url,
+        &["--tenant-id", "tn_billing"],
+    ));
 
     let attributes = [
         ("ce_type", "invoice.paid"),
@@ -155,6 +160,7 @@ async fn raw_delivery_maps_message_attributes() {
     assert_eq!(stored[0].event.event_type, "invoice.paid");
     assert_eq!(stored[0].event.payload, br#"{"invoice":7}"#);
     assert_eq!(stored[0].key.as_deref(), Some("customer-1"));
+    assert_eq!(stored[0].event.tenant_id, "tn_billing");
     assert!(
         aws.wait_until_empty(&queue.url, Duration::from_secs(30))
             .await
@@ -184,6 +190,17 @@ async fn outbound_publishes_only_selected_types() {
     send_events(&env, "order.created", &["o-1".into(), "o-2".into()]).await;
     send_events(&env, "order", &["o-3".into()]).await;
     send_events(&env, "user.deleted", &["u-2".into()]).await;
+    // Another tenant's event of a selected type stays with that tenant.
+    let producer = EventProducer::new(&env.kafka, "tests", Encoding::Headers).unwrap();
+    let other_tenant = NewEvent {
+        id: Some("o-tenant".into()),
+        event_type: "order.created".into(),
+        key: None,
+        content_type: "application/json".into(),
+        payload: b"{}".to_vec(),
+        tenant_id: Some("tn_other".into()),
+    };
+    producer.send(other_tenant).await.unwrap();
 
     let mut published = aws
         .drain(&queue.url, Duration::from_secs(5), Duration::from_secs(60))

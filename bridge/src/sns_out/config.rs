@@ -18,6 +18,9 @@ pub struct SnsOutConfig {
     pub topic_arn: String,
     /// Event-type filters of the events to publish: exact types, `prefix.*` or `*`.
     pub event_types: Vec<String>,
+    /// Tenant whose events are published; events without a tenant when absent. Events of
+    /// other tenants are skipped, as the router sends them only to their tenant's endpoints.
+    pub tenant_id: Option<String>,
     /// Consumer group name after the topic prefix; each SNS topic needs its own.
     pub group: String,
     /// Message attribute that carries the event type.
@@ -44,6 +47,7 @@ impl SnsOutConfig {
             aws: AwsSettings::default(),
             topic_arn: topic_arn.into(),
             event_types,
+            tenant_id: None,
             group: "sns-out".into(),
             type_attribute: "event_type".into(),
             id_attribute: "event_id".into(),
@@ -83,6 +87,9 @@ impl SnsOutConfig {
                 name: "--event-types",
                 reason,
             })?;
+        }
+        if let Some(tenant_id) = &self.tenant_id {
+            crate::check_tenant_id(tenant_id)?;
         }
         if self.group.is_empty() {
             return invalid("--group", "it is empty".into());
@@ -167,10 +174,11 @@ mod tests {
     #[test]
     fn invalid_values_name_their_option() {
         type Change = fn(&mut SnsOutConfig);
-        let cases: [(Change, &str); 9] = [
+        let cases: [(Change, &str); 10] = [
             (|c| c.topic_arn = "orders".into(), "--topic-arn"),
             (|c| c.event_types.clear(), "--event-types"),
             (|c| c.event_types = vec!["order*".into()], "--event-types"),
+            (|c| c.tenant_id = Some("tn 1".into()), "--tenant-id"),
             (|c| c.type_attribute = "AWS.type".into(), "--type-attribute"),
             (|c| c.id_attribute = "event id".into(), "--id-attribute"),
             (|c| c.id_attribute = "event_type".into(), "--id-attribute"),

@@ -135,6 +135,7 @@ mod tests {
             content_type: "application/json".into(),
             payload: payload.to_vec(),
             time_ms: 0,
+            tenant_id: String::new(),
         }
     }
 

@@ -16,6 +16,8 @@ use crate::Error;
 /// Hands the selected events of the events topic to the publisher.
 pub struct SnsOutHandler {
     pub filters: Vec<String>,
+    /// Tenant whose events are published; empty for events without a tenant.
+    pub tenant_id: String,
     pub names: AttributeNames,
     pub fifo: bool,
     pub publisher: mpsc::Sender<Pending>,
@@ -54,10 +56,11 @@ impl Handler for SnsOutHandler {
                 return Ok(future::ready(Ok(())).boxed());
             }
         };
-        let selected = self
-            .filters
-            .iter()
-            .any(|filter| aurora_router::matches(filter, &event.event_type));
+        let selected = event.tenant_id == self.tenant_id
+            && self
+                .filters
+                .iter()
+                .any(|filter| aurora_router::matches(filter, &event.event_type));
         if !selected {
             return Ok(future::ready(Ok(())).boxed());
         }

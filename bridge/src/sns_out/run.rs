@@ -40,6 +40,7 @@ pub async fn run(config: SnsOutConfig, shutdown: CancellationToken) -> Result<()
     consumer.max_in_flight = config.max_in_flight;
     let handler = SnsOutHandler {
         filters: config.event_types.clone(),
+        tenant_id: config.tenant_id.clone().unwrap_or_default(),
         names,
         fifo: config.fifo(),
         publisher: queue,

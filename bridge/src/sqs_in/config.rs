@@ -106,6 +106,9 @@ impl SqsInConfig {
                 "name at least one attribute, or give --default-event-type",
             );
         }
+        if let Some(tenant_id) = &self.mapping.tenant_id {
+            crate::check_tenant_id(tenant_id)?;
+        }
         if let Some(event_type) = &self.mapping.default_event_type {
             aurora_common::contract::check_event_fields(
                 "id",
@@ -141,7 +144,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_option() {
         type Change = fn(&mut SqsInConfig);
-        let cases: [(Change, &str); 8] = [
+        let cases: [(Change, &str); 9] = [
             (|c| c.queue_url = "orders".into(), "--queue-url"),
             (|c| c.max_messages = 11, "--max-messages"),
             (|c| c.wait_time = Duration::from_secs(21), "--wait-time"),
@@ -156,6 +159,7 @@ mod tests {
                 |c| c.mapping.default_event_type = Some("a b".into()),
                 "--default-event-type",
             ),
+            (|c| c.mapping.tenant_id = Some(String::new()), "--tenant-id"),
         ];
         for (change, option) in cases {
             let mut config = config();

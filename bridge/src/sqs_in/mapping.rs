@@ -58,6 +58,9 @@ pub struct MappingRules {
     pub key_attribute: String,
     /// Event type of messages that carry none.
     pub default_event_type: Option<String>,
+    /// Tenant of every event from this queue; events without a tenant when absent. It is
+    /// never read from a message, so whoever can send to the queue cannot pick a tenant.
+    pub tenant_id: Option<String>,
 }
 
 impl Default for MappingRules {
@@ -68,6 +71,7 @@ impl Default for MappingRules {
             id_attributes: vec!["event_id".into(), "ce_id".into()],
             key_attribute: "partition_key".into(),
             default_event_type: None,
+            tenant_id: None,
         }
     }
 }
@@ -136,6 +140,7 @@ pub fn map_message(rules: &MappingRules, message: &ReceivedMessage) -> Result<Ne
         key,
         content_type,
         payload,
+        tenant_id: rules.tenant_id.clone(),
     })
 }
 
@@ -209,9 +214,11 @@ fn first_text(
         match attributes.get(name) {
             None => continue,
             Some(AttributeValue::Text(value)) => return Ok(Some(value.clone())),
-            Some(AttributeValue::Other { data_type, .. }) => return Err(format!(
+            Some(AttributeValue::Other { data_type, .. }) => {
+                return Err(format!(
                 "message attribute {name} has data type {data_type}; it must be a String attribute"
-            )),
+            ))
+            }
         }
     }
     Ok(None)
@@ -261,6 +268,21 @@ mod tests {
         assert_eq!(event.payload, br#"{"order":7}"#);
         assert_eq!(event.content_type, "application/json");
         assert_eq!(event.key, None);
+        assert_eq!(event.tenant_id, None);
+    }
+
+    #[test]
+    fn configured_tenant_applies_to_every_event() {
+        let rules = MappingRules {
+            tenant_id: Some("tn_1".into()),
+            ..MappingRules::default()
+        };
+        let message = raw(
+            "{}",
+            &[("event_type", text("a.b")), ("ce_tenant", text("tn_2"))],
+        );
+        let event = map_message(&rules, &message).unwrap();
+        assert_eq!(event.tenant_id.as_deref(), Some("tn_1"));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct SqsInArgs {
     /// Event type of messages that carry none in their attributes.
     #[arg(long, env = "AURORA_BRIDGE_DEFAULT_EVENT_TYPE")]
     default_event_type: Option<String>,
+    /// Tenant of every event from this queue; without it the events have no tenant.
+    #[arg(long, env = "AURORA_BRIDGE_TENANT_ID")]
+    tenant_id: Option<String>,
     /// What to do with a message that cannot be mapped: quarantine it and delete it, or leave it for the queue's redrive policy.
     #[arg(
         long,
@@ -136,6 +139,9 @@ pub struct SnsOutArgs {
         required = true
     )]
     event_types: Vec<String>,
+    /// Tenant whose events are published; without it, events without a tenant.
+    #[arg(long, env = "AURORA_BRIDGE_TENANT_ID")]
+    tenant_id: Option<String>,
     /// Consumer group name after the topic prefix; give each SNS topic its own.
     #[arg(long, env = "AURORA_BRIDGE_GROUP", default_value = "sns-out")]
     group: String,
@@ -188,6 +194,7 @@ async fn sqs_in(kafka: &KafkaArgs, args: SqsInArgs) -> anyhow::Result<()> {
         id_attributes: args.id_attributes,
         key_attribute: args.key_attribute,
         default_event_type: args.default_event_type,
+        tenant_id: args.tenant_id,
     };
     let config = SqsInConfig {
         aws: args.aws.settings(),
@@ -212,6 +219,7 @@ async fn sqs_in(kafka: &KafkaArgs, args: SqsInArgs) -> anyhow::Result<()> {
 async fn sns_out(kafka: &KafkaArgs, args: SnsOutArgs) -> anyhow::Result<()> {
     let config = SnsOutConfig {
         aws: args.aws.settings(),
+        tenant_id: args.tenant_id,
         group: args.group,
         type_attribute: args.type_attribute,
         id_attribute: args.id_attribute,

@@ -447,6 +447,7 @@ pub async fn send_events(env: &Env, event_type: &str, ids: &[String]) {
                 key: None,
                 content_type: "application/json".into(),
                 payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+                tenant_id: None,
             })
             .await
             .unwrap();
