@@ -50,7 +50,7 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Who a request comes from.
+/// The sender of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// The operator, with the admin key.
@@ -99,7 +99,7 @@ impl Authenticator {
         })
     }
 
-    /// Whether admin routes are enabled.
+    /// Returns whether admin routes are enabled.
     pub fn has_admin(&self) -> bool {
         self.admin_sha256.is_some()
     }

@@ -126,7 +126,7 @@ impl SealKey {
     }
 }
 
-/// Whether a stored value is sealed.
+/// Returns whether a stored value is sealed.
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED_PREFIX)
 }
