@@ -1,6 +1,6 @@
 //! Throughput of both bridge directions against a broker and an SNS/SQS API on 127.0.0.1;
 //! prints messages per second. With moto as the AWS API, moto (single-threaded Python) is
-//! usually the limit, so the figures say little about real SNS and SQS.
+//! usually the limit, so the figures tell little about real SNS and SQS.
 //!
 //! ```sh
 //! scripts/broker start 19301 && scripts/aws-emulator start 19311
@@ -23,7 +23,7 @@ use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-/// Longest time either direction may take before the benchmark gives up.
+/// Maximum time either direction may take before the benchmark gives up.
 const DEADLINE: Duration = Duration::from_secs(600);
 
 /// Settings read from the environment.

@@ -8,8 +8,8 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::Error;
 
-/// Where the AWS APIs are and in which region; the credentials come from the standard chain
-/// (environment, shared config and credentials files, web identity, ECS and EC2 metadata).
+/// AWS endpoint and region. The credentials come from the standard chain: environment,
+/// shared config and credentials files, web identity, ECS and EC2 metadata.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
     /// Endpoint of every AWS API, for LocalStack or moto; `AWS_ENDPOINT_URL` also sets it.

@@ -3,7 +3,7 @@
 //! - [`sqs_in`] long-polls an SQS queue, maps each message to an event and deletes the message
 //!   only after the broker has acknowledged the event (or its quarantine record).
 //! - [`sns_out`] consumes the events topic in its own consumer group and publishes the selected
-//!   event types to an SNS topic; an offset is committed only after SNS has accepted the batch.
+//!   event types to an SNS topic. An offset is committed only after SNS has accepted the event.
 //!
 //! Either direction may repeat a message after a crash, never lose one; duplicates carry the
 //! same event id.

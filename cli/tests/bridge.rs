@@ -1,6 +1,6 @@
-//! The SNS/SQS bridge against a real SNS and SQS API (moto on 127.0.0.1) and a real broker:
-//! SNS → SQS → events → signed webhook, events → SNS → SQS, redelivery after a kill, and
-//! quarantine or redrive of messages that cannot be mapped.
+//! The SNS/SQS bridge against a real SNS and SQS API (moto on 127.0.0.1) and a real broker.
+//! The tests cover SNS → SQS → events → signed webhook and events → SNS → SQS, redelivery
+//! after a kill, and quarantine or redrive of messages that cannot be mapped.
 
 mod support;
 
@@ -47,7 +47,7 @@ fn read_events(env: &Env) -> Vec<Stored> {
     events
 }
 
-/// Waits until the events topic holds at least `count` events with this id.
+/// Waits until the events topic contains at least `count` events with this id.
 async fn wait_for_event(env: &Env, id: &str, count: usize, timeout: Duration) -> Vec<Stored> {
     let mut found = Vec::new();
     let arrived = wait_until(timeout, || {
@@ -247,7 +247,7 @@ async fn killed_bridge_redelivers_unacknowledged_message() {
     let aws = Aws::connect().await;
     let queue = aws.create_queue("kill", &[]).await;
     // Deletes wait 60 s for a batch, so the kill comes after the produce and before the
-    // delete; the 10 s visibility timeout keeps the first bridge from receiving it twice.
+    // delete. The 10 s visibility timeout keeps the first bridge from receiving it twice.
     let slow_deletes = sqs_in_args(
         &aws,
         &queue.url,

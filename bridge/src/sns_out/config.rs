@@ -29,7 +29,7 @@ pub struct SnsOutConfig {
     pub id_attribute: String,
     /// Entries per PublishBatch call, 1 to 10.
     pub batch_size: usize,
-    /// Longest time the first event of a batch waits for the batch to fill up.
+    /// Maximum time the first event of a batch waits for the batch to fill up.
     pub linger: Duration,
     /// PublishBatch calls in flight at once.
     pub publishers: usize,
@@ -59,13 +59,19 @@ impl SnsOutConfig {
         }
     }
 
-    /// Whether the topic is a FIFO topic, whose messages need a group and deduplication id.
+    /// Returns whether the topic is a FIFO topic, whose messages need a group and deduplication id.
     pub fn fifo(&self) -> bool {
         self.topic_arn.ends_with(".fifo")
     }
 
     /// Checks every value, so that a bad one stops start-up with its name.
     pub fn validate(&self) -> Result<(), Error> {
+        self.check_selection()?;
+        self.check_batching()
+    }
+
+    /// Checks the topic, the event selection and the attribute names.
+    fn check_selection(&self) -> Result<(), Error> {
         let invalid = |name, reason: String| Err(Error::Config { name, reason });
         if !self.topic_arn.starts_with("arn:") {
             return invalid(
@@ -106,6 +112,12 @@ impl SnsOutConfig {
                 "it must differ from --type-attribute".into(),
             );
         }
+        Ok(())
+    }
+
+    /// Checks the batch and concurrency limits.
+    fn check_batching(&self) -> Result<(), Error> {
+        let invalid = |name, reason: String| Err(Error::Config { name, reason });
         if !(1..=SNS_MAX_BATCH).contains(&self.batch_size) {
             return invalid(
                 "--batch-size",
@@ -119,7 +131,7 @@ impl SnsOutConfig {
             return invalid("--max-attempts", "at least one is required".into());
         }
         if self.max_in_flight == 0 {
-            return invalid("--max-in-flight", "at least one is required".into());
+            return invalid("--bridge-max-in-flight", "at least one is required".into());
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ pub const SNS_MAX_BYTES: usize = 256 * 1024;
 /// Message attribute that carries the payload's content type.
 pub const CONTENT_TYPE_ATTRIBUTE: &str = "content_type";
 
-/// Longest FIFO message group or deduplication id that SNS accepts.
+/// Maximum length of a FIFO message group or deduplication id that SNS accepts.
 const FIFO_MAX_ID_CHARS: usize = 128;
 
 /// SNS data type of every attribute the bridge sets.
@@ -155,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn fifo_topics_group_by_key_and_deduplicate_by_id() {
+    fn fifo_ids_come_from_key_and_id() {
         let entry = Entry::new(event(b"{}"), Some(b"customer-1"), true).unwrap();
         assert_eq!(entry.group_id.as_deref(), Some("customer-1"));
         assert_eq!(entry.deduplication_id.as_deref(), Some("evt-1"));

@@ -3,8 +3,9 @@
 //!
 //! Throttling, server errors and network failures are retried with backoff, entry by entry,
 //! up to the attempt limit. An entry that SNS rejects as the sender's fault is reported as
-//! rejected (the caller quarantines it); a call that fails for a reason retrying cannot fix,
-//! or that keeps failing, is reported as failed, which stops the bridge uncommitted.
+//! rejected, and the caller quarantines it. A call that fails for a reason that retrying
+//! cannot fix, or that keeps failing, is reported as failed, which stops the bridge
+//! uncommitted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::aws::{classify, error_code, Failure};
 use crate::backoff::Backoff;
 use crate::Error;
 
-/// What became of one event sent to SNS.
+/// Outcome of one event sent to SNS.
 #[derive(Debug)]
 pub enum Outcome {
     /// SNS accepted it.
@@ -101,8 +102,8 @@ impl Publisher {
     async fn publish(self: Arc<Self>, mut batch: Vec<Pending>) {
         let mut failures = 0;
         loop {
-            // An outcome nobody waits for any more belongs to a consumer that stopped: its
-            // event is uncommitted and published again after the restart.
+            // An outcome without a receiver belongs to a consumer that stopped. Its event is
+            // uncommitted and published again after the restart.
             batch.retain(|pending| !pending.outcome.is_closed());
             if batch.is_empty() {
                 return;

@@ -8,7 +8,7 @@ use super::mapping::MappingRules;
 use crate::aws::AwsSettings;
 use crate::Error;
 
-/// What happens to a message that cannot be mapped to an event.
+/// Handling of a message that cannot be mapped to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnUnmappable {
     /// Copy it to the quarantine topic with the reason, then delete it from the queue.
@@ -21,9 +21,9 @@ pub enum OnUnmappable {
 
 /// Messages one ReceiveMessage or DeleteMessageBatch call handles, at most (an SQS limit).
 pub const SQS_MAX_BATCH: i32 = 10;
-/// Longest long-poll wait that SQS accepts.
+/// Maximum long-poll wait that SQS accepts.
 pub const SQS_MAX_WAIT: Duration = Duration::from_secs(20);
-/// Longest visibility timeout that SQS accepts (12 hours).
+/// Maximum visibility timeout that SQS accepts (12 hours).
 pub const SQS_MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 /// Settings of the inbound bridge.
@@ -41,7 +41,7 @@ pub struct SqsInConfig {
     /// How long a received message stays hidden from other receivers, whole seconds from
     /// 1 s to 12 h. A message not deleted by then is received again.
     pub visibility_timeout: Duration,
-    /// Longest time an acknowledged message waits for its delete batch to fill up.
+    /// Maximum time an acknowledged message waits for its delete batch to fill up.
     pub delete_interval: Duration,
     /// Receive loops that run at once in this process.
     pub pollers: usize,
@@ -66,6 +66,12 @@ impl SqsInConfig {
 
     /// Checks every value, so that a bad one stops start-up with its name.
     pub fn validate(&self) -> Result<(), Error> {
+        self.check_receiving()?;
+        self.check_mapping()
+    }
+
+    /// Checks the queue URL and the receive and delete settings against the SQS limits.
+    fn check_receiving(&self) -> Result<(), Error> {
         let invalid = |name, reason: &str| {
             Err(Error::Config {
                 name,
@@ -100,11 +106,16 @@ impl SqsInConfig {
         if self.pollers == 0 {
             return invalid("--pollers", "at least one is required");
         }
+        Ok(())
+    }
+
+    /// Checks the attribute names and the values that apply to every message.
+    fn check_mapping(&self) -> Result<(), Error> {
         if self.mapping.type_attributes.is_empty() && self.mapping.default_event_type.is_none() {
-            return invalid(
-                "--type-attribute",
-                "name at least one attribute, or give --default-event-type",
-            );
+            return Err(Error::Config {
+                name: "--type-attribute",
+                reason: "name at least one attribute, or give --default-event-type".into(),
+            });
         }
         if let Some(tenant_id) = &self.mapping.tenant_id {
             crate::check_tenant_id(tenant_id)?;

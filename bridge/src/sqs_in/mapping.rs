@@ -8,7 +8,7 @@ use aurora_common::contract::check_event_fields;
 use aurora_producer::NewEvent;
 use serde::Deserialize;
 
-/// How the body of a message is read.
+/// Envelope handling of message bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Envelope {
     /// An SNS notification envelope when the body is one, the raw body otherwise.
@@ -44,7 +44,7 @@ pub struct ReceivedMessage {
     pub group_id: Option<String>,
 }
 
-/// Which attributes carry the event's fields.
+/// Attribute names that carry the event's fields, and the values that no message sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingRules {
     pub envelope: Envelope,
@@ -59,7 +59,7 @@ pub struct MappingRules {
     /// Event type of messages that carry none.
     pub default_event_type: Option<String>,
     /// Tenant of every event from this queue; events without a tenant when absent. It is
-    /// never read from a message, so whoever can send to the queue cannot pick a tenant.
+    /// never read from a message, so a sender cannot pick a tenant.
     pub tenant_id: Option<String>,
 }
 
@@ -198,7 +198,7 @@ fn opened(notification: Notification, message: &ReceivedMessage) -> Opened {
     }
 }
 
-/// Whether an SNS or SQS attribute data type holds text usable as an id or type.
+/// Returns whether an SNS or SQS attribute data type carries text usable as an id or type.
 pub fn is_text_type(data_type: &str) -> bool {
     let base = data_type.split('.').next().unwrap_or("");
     (base == "String" || base == "Number") && data_type != "String.Array"

@@ -23,7 +23,7 @@ use crate::aws::{classify, error_code, Failure};
 use crate::backoff::Backoff;
 use crate::Error;
 
-/// What became of one received message.
+/// Outcome of one received message.
 enum Outcome {
     /// Its event or quarantine record is acknowledged: delete it.
     Done(Receipt),

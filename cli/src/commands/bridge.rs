@@ -21,7 +21,7 @@ pub enum BridgeCommand {
     SnsOut(SnsOutArgs),
 }
 
-/// Where the AWS APIs are; credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID,
+/// AWS endpoint and region. Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID,
 /// AWS_PROFILE, web identity, ECS or EC2 roles).
 #[derive(Debug, Clone, Args)]
 pub struct AwsArgs {
@@ -84,7 +84,7 @@ pub struct SqsInArgs {
     /// Tenant of every event from this queue; without it the events have no tenant.
     #[arg(long, env = "AURORA_BRIDGE_TENANT_ID")]
     tenant_id: Option<String>,
-    /// What to do with a message that cannot be mapped: quarantine it and delete it, or leave it for the queue's redrive policy.
+    /// Handling of a message that cannot be mapped: quarantine (copy it with the reason, then delete it) or leave (for the queue's redrive policy).
     #[arg(
         long,
         env = "AURORA_BRIDGE_ON_UNMAPPABLE",
@@ -101,7 +101,7 @@ pub struct SqsInArgs {
     /// How long a received message stays hidden from other receivers; one not deleted by then is received again (1s to 12h).
     #[arg(long, env = "AURORA_BRIDGE_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     visibility_timeout: Duration,
-    /// Longest time an acknowledged message waits for a batch of ten deletes; keep it well below the visibility timeout.
+    /// Maximum time an acknowledged message waits for a batch of ten deletes; keep it well below the visibility timeout.
     #[arg(long, env = "AURORA_BRIDGE_DELETE_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     delete_interval: Duration,
     /// Receive loops that run at once in this process.
@@ -158,7 +158,7 @@ pub struct SnsOutArgs {
     /// Messages per PublishBatch call, 1 to 10.
     #[arg(long, env = "AURORA_BRIDGE_BATCH_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10))]
     batch_size: u32,
-    /// Longest time the first event of a batch waits for more (for example 20ms).
+    /// Maximum time the first event of a batch waits for more (for example 20ms).
     #[arg(long, env = "AURORA_BRIDGE_LINGER", default_value = "20ms", value_parser = parse_duration)]
     linger: Duration,
     /// PublishBatch calls in flight at once.

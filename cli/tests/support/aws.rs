@@ -108,7 +108,7 @@ impl Aws {
         total
     }
 
-    /// Waits until the queue holds no message; returns whether it emptied within `timeout`.
+    /// Waits until the queue contains no message; returns whether it emptied within `timeout`.
     pub async fn wait_until_empty(&self, url: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -215,7 +215,7 @@ impl Aws {
     }
 }
 
-/// A String message attribute.
+/// Builds a String message attribute.
 pub fn text(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
