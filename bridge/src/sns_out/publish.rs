@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::operation::publish_batch::PublishBatchOutput;
+use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -99,6 +100,8 @@ impl Publisher {
 
     /// Publishes a batch, retrying the entries that failed transiently, until each has an
     /// outcome.
+    // NOTE: on a FIFO topic, an entry retried after later entries of its message group were
+    // accepted arrives after them, so a partly failed batch can reorder that group.
     async fn publish(self: Arc<Self>, mut batch: Vec<Pending>) {
         let mut failures = 0;
         loop {
@@ -134,7 +137,11 @@ impl Publisher {
             }
             let pause = Backoff::DEFAULT.delay(failures);
             tracing::warn!(error = %describe(&*last_error), topic_arn = %self.topic_arn, entries = batch.len(), attempt = failures, pause = ?pause, "Publishing to SNS failed; retrying with backoff.");
-            tokio::time::sleep(pause).await;
+            let receivers_gone = join_all(batch.iter_mut().map(|pending| pending.outcome.closed()));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = receivers_gone => {}
+            }
         }
     }
 

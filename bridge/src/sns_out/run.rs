@@ -22,16 +22,18 @@ pub async fn run(config: SnsOutConfig, shutdown: CancellationToken) -> Result<()
         event_type: config.type_attribute.clone(),
         event_id: config.id_attribute.clone(),
     };
+    // Concurrent batches could overtake each other, which a FIFO topic's order forbids.
+    let publishers = if config.fifo() { 1 } else { config.publishers };
     let publisher = Arc::new(Publisher {
         sns: aws_sdk_sns::Client::new(&sdk),
         topic_arn: config.topic_arn.clone(),
         names: names.clone(),
         batch_size: config.batch_size,
         linger: config.linger,
-        publishers: config.publishers,
+        publishers,
         max_attempts: config.max_attempts,
     });
-    let (queue, pending) = mpsc::channel(config.batch_size * config.publishers * 2);
+    let (queue, pending) = mpsc::channel(config.batch_size * publishers * 2);
     let publishing = tokio::spawn(publisher.run(pending));
 
     let topics = config.kafka.topics();

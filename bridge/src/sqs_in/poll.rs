@@ -121,6 +121,8 @@ impl Inbound {
     ) -> Result<bool, Error> {
         // join_all polls the futures in order, so the events are enqueued in receive order,
         // which keeps the order of a FIFO message group within its partition.
+        // NOTE: when one produce of a batch fails, the later messages of its FIFO group are
+        // still deleted, so the failed one arrives after them when SQS delivers it again.
         let outcomes = join_all(messages.into_iter().map(|message| self.process(message))).await;
         let mut produce_failed = false;
         for outcome in outcomes {
