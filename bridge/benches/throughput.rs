@@ -18,10 +18,15 @@ use aurora_bridge::sqs_in::SqsInConfig;
 use aurora_bridge::AwsSettings;
 use aurora_common::{KafkaArgs, TopicArgs};
 use aurora_producer::{Encoding, EventProducer, NewEvent};
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
+
+/// Receive loops of sqs-in and of the baseline.
+const POLLERS: usize = 4;
 
 /// Maximum time either direction may take before the benchmark gives up.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -85,9 +90,44 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fills a queue, then times sqs-in until every message is an event and the queue is empty.
+/// Times a plain receive-and-delete loop (the ceiling the API sets), then sqs-in on an equal
+/// queue until every message is an event and the queue is empty.
 async fn inbound(bench: &Bench, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<()> {
+    let baseline_url = create_queue(sqs, "bench-baseline").await?;
+    fill(bench, sqs, &baseline_url).await?;
+    let started = Instant::now();
+    let loops = (0..POLLERS).map(|_| receive_and_delete(sqs, &baseline_url));
+    for result in join_all(loops).await {
+        result?;
+    }
+    let what = "baseline: ReceiveMessage and DeleteMessageBatch without the bridge";
+    report(what, bench.messages, started.elapsed());
+
     let queue_url = create_queue(sqs, "bench-in").await?;
+    fill(bench, sqs, &queue_url).await?;
+    let mut config = SqsInConfig::new(bench.kafka.clone(), &queue_url);
+    config.aws = bench.aws.clone();
+    config.wait_time = Duration::from_secs(1);
+    config.pollers = POLLERS;
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let bridge = tokio::spawn(aurora_bridge::sqs_in::run(config, shutdown.clone()));
+    wait_for(|| Ok(events_in_topic(&bench.kafka)? >= bench.messages as i64)).await?;
+    let what = "sqs-in, SQS to acknowledged events";
+    report(what, bench.messages, started.elapsed());
+    wait_for_async(|| async { Ok(queue_depth(sqs, &queue_url).await? == 0) }).await?;
+    report(
+        "sqs-in, until the queue is empty",
+        bench.messages,
+        started.elapsed(),
+    );
+    shutdown.cancel();
+    bridge.await??;
+    Ok(())
+}
+
+/// Sends the benchmark's messages to a queue, ten per call.
+async fn fill(bench: &Bench, sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     for first in (0..bench.messages).step_by(10) {
         let entries = (first..(first + 10).min(bench.messages)).map(|n| {
@@ -99,7 +139,7 @@ async fn inbound(bench: &Bench, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<()>
         });
         let entries = entries.collect::<Result<Vec<_>, _>>()?;
         sqs.send_message_batch()
-            .queue_url(&queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await?;
@@ -109,29 +149,36 @@ async fn inbound(bench: &Bench, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<()>
         bench.messages,
         started.elapsed(),
     );
-
-    let mut config = SqsInConfig::new(bench.kafka.clone(), &queue_url);
-    config.aws = bench.aws.clone();
-    config.wait_time = Duration::from_secs(1);
-    config.pollers = 4;
-    let shutdown = CancellationToken::new();
-    let started = Instant::now();
-    let bridge = tokio::spawn(aurora_bridge::sqs_in::run(config, shutdown.clone()));
-    wait_for(|| Ok(events_in_topic(&bench.kafka)? >= bench.messages as i64)).await?;
-    report(
-        "sqs-in, SQS to acknowledged events",
-        bench.messages,
-        started.elapsed(),
-    );
-    wait_for_async(|| async { Ok(queue_depth(sqs, &queue_url).await? == 0) }).await?;
-    report(
-        "sqs-in, until the queue is empty",
-        bench.messages,
-        started.elapsed(),
-    );
-    shutdown.cancel();
-    bridge.await??;
     Ok(())
+}
+
+/// Receives and deletes batches of ten until a receive returns nothing.
+async fn receive_and_delete(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<()> {
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let entries = messages.iter().enumerate().map(|(index, message)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .set_receipt_handle(message.receipt_handle.clone())
+                .build()
+        });
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries.collect::<Result<Vec<_>, _>>()?))
+            .send()
+            .await?;
+    }
 }
 
 /// Fills the events topic, then times sns-out until every event reached the queue through SNS.
