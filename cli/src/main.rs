@@ -2,6 +2,7 @@
 //! webhook listener.
 
 mod commands;
+mod metrics_server;
 
 use std::process::ExitCode;
 

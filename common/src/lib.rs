@@ -4,6 +4,7 @@ pub mod config;
 pub mod consume;
 pub mod contract;
 pub mod kafka;
+pub mod metrics;
 pub mod offsets;
 pub mod produce;
 pub mod quarantine;
@@ -13,6 +14,7 @@ pub mod time;
 pub mod topics;
 
 pub use config::{KafkaArgs, TopicArgs};
+pub use metrics::Metrics;
 pub use offsets::OffsetTracker;
 pub use table::SubscriptionTable;
 pub use topics::{RetryTier, Topics};
