@@ -3,6 +3,7 @@
 
 mod commands;
 mod metrics_server;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,8 @@ enum Command {
     Dlq(commands::dlq::DlqCommand),
     /// Reset a consumer group's offsets to an offset or a time, to process records again.
     Replay(commands::replay::ReplayArgs),
+    /// Print each endpoint's success rate, last error and backlog, and each group's backlog.
+    Status(commands::status::StatusArgs),
     /// Print the records of an internal topic as JSON lines.
     Inspect(commands::inspect::InspectArgs),
     /// Add, list or remove endpoints on the subscriptions topic.
@@ -106,6 +109,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
         Command::Dlq(command) => commands::dlq::run(&kafka, command).await,
         Command::Replay(args) => commands::replay::run(&kafka, args).await,
         Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
+        Command::Status(args) => commands::status::run(&kafka, args).await,
         Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
     }
 }
