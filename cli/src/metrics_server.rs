@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Where Prometheus metrics are served.
+/// Address of the Prometheus metrics endpoint.
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Address to serve Prometheus metrics on at /metrics, such as 127.0.0.1:9464; no metrics endpoint when absent.

@@ -1,7 +1,7 @@
-//! compose/docker-compose.yml and the Dockerfile stay in step with the code: every service
-//! that runs `aurora` has its command line and environment accepted by the binary's own
-//! parser (`--check-config`), reads no AURORA_* variable the command does not know, and runs
-//! the binary the Dockerfile builds. No Docker engine is needed.
+//! compose/docker-compose.yml and the Dockerfile stay in step with the code. The binary's own
+//! parser (`--check-config`) accepts the command line and environment of every service that
+//! runs `aurora`, and the command reads every AURORA_* variable the service sets. Each such
+//! service runs the binary the Dockerfile builds. No Docker engine is needed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use serde_yaml::Value;
 
 const AURORA: &str = env!("CARGO_BIN_EXE_aurora");
 
-/// The compose profile that holds services whose command the binary may not have yet.
+/// The compose profile that contains services whose command the binary may not have yet.
 const BRIDGE_PROFILE: &str = "bridge";
 
 fn repository() -> PathBuf {
@@ -69,7 +69,7 @@ impl Service {
         }
     }
 
-    /// Whether the service runs the image of the repository's Dockerfile.
+    /// Returns whether the service runs the image of the repository's Dockerfile.
     fn runs_aurora(&self) -> bool {
         self.definition.get("build").is_some()
             || self

@@ -111,15 +111,15 @@ impl fmt::Debug for Metrics {
 }
 
 impl Default for Metrics {
-    /// A registry that nobody scrapes: recording costs the same, and consumers ask
-    /// librdkafka for no statistics.
+    /// Creates a registry that is not served: recording costs the same, and consumers
+    /// request no statistics from librdkafka.
     fn default() -> Self {
         Metrics::build(false)
     }
 }
 
 impl Metrics {
-    /// A registry that is served, so consumers also report their lag.
+    /// Creates a registry that is served, so consumers also report their lag.
     pub fn new() -> Self {
         Metrics::build(true)
     }
@@ -237,8 +237,8 @@ impl Metrics {
         }
     }
 
-    /// Returns a consumer lag reporter for `group`, or `None` when nobody scrapes this
-    /// registry, so that consumers ask librdkafka for no statistics.
+    /// Returns a consumer lag reporter for `group`, or `None` when this registry is not
+    /// served, so that consumers request no statistics from librdkafka.
     pub fn consumer_lag(&self, group: &str) -> Option<LagReporter> {
         self.lag_statistics.then(|| LagReporter {
             group: group.to_string(),
@@ -366,7 +366,7 @@ pub struct DelivererMetrics {
 }
 
 impl Default for DelivererMetrics {
-    /// Handles on a registry that nobody scrapes.
+    /// Handles on a registry that is not served.
     fn default() -> Self {
         Metrics::default().deliverer(&[])
     }
@@ -465,7 +465,7 @@ pub struct RouterMetrics {
 }
 
 impl Default for RouterMetrics {
-    /// Handles on a registry that nobody scrapes.
+    /// Handles on a registry that is not served.
     fn default() -> Self {
         Metrics::default().router()
     }
@@ -488,7 +488,7 @@ pub struct RetryMetrics {
 }
 
 impl Default for RetryMetrics {
-    /// Handles on a registry that nobody scrapes.
+    /// Handles on a registry that is not served.
     fn default() -> Self {
         Metrics::default().retry(&[])
     }

@@ -126,7 +126,7 @@ pub async fn run(kafka: &KafkaArgs, args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the topics contain, before the subscriptions are merged in.
+/// Statuses read from the topics, before the subscriptions are merged in.
 struct Collected {
     endpoints: BTreeMap<String, EndpointStatus>,
     groups: Vec<GroupStatus>,
