@@ -158,9 +158,19 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
-    /// Joins `group_id` and subscribes to `topics`; reports its lag to `metrics` when they
-    /// are served.
+    /// Joins `group_id` and subscribes to `topics`.
     pub fn new(
+        args: &KafkaArgs,
+        group_id: &str,
+        topics: &[&str],
+        overrides: &[(&str, &str)],
+    ) -> Result<Self, Error> {
+        GroupConsumer::with_metrics(args, group_id, topics, overrides, &Metrics::default())
+    }
+
+    /// Joins `group_id` and subscribes to `topics`; reports the group's lag to `metrics`
+    /// when they are served.
+    pub fn with_metrics(
         args: &KafkaArgs,
         group_id: &str,
         topics: &[&str],

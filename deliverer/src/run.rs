@@ -55,7 +55,7 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
     let producer = aurora_common::kafka::producer(kafka)?;
     let group = kafka.group_id("deliverer");
     let mut consumer =
-        GroupConsumer::new(kafka, &group, &[&topics.deliveries], &[], &config.metrics)?;
+        GroupConsumer::with_metrics(kafka, &group, &[&topics.deliveries], &[], &config.metrics)?;
     consumer.max_in_flight = config.max_in_flight;
     tracing::info!(topic = %topics.deliveries, group = %group, "Deliverer started.");
 

@@ -58,7 +58,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         .collect();
     let group = kafka.group_id("retry");
     // A small fetch queue bounds how many waiting records a paused partition leaves in memory.
-    let mut consumer = GroupConsumer::new(
+    let mut consumer = GroupConsumer::with_metrics(
         kafka,
         &group,
         &tier_topics,

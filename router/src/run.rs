@@ -36,7 +36,8 @@ pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<()
         SubscriptionTable::start(kafka, &topics.subscriptions, shutdown.child_token()).await?;
     let producer = aurora_common::kafka::producer(kafka)?;
     let group = kafka.group_id("router");
-    let mut consumer = GroupConsumer::new(kafka, &group, &[&topics.events], &[], &config.metrics)?;
+    let mut consumer =
+        GroupConsumer::with_metrics(kafka, &group, &[&topics.events], &[], &config.metrics)?;
     consumer.max_in_flight = config.max_in_flight;
     tracing::info!(topic = %topics.events, group = %group, "Router started.");
 
