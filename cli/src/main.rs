@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use aurora_common::KafkaArgs;
+use aurora_common::sealed::SealKey;
+use aurora_common::{KafkaArgs, SealArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +21,9 @@ use aurora_common::KafkaArgs;
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
+
+    #[command(flatten)]
+    seal: SealArgs,
 
     /// Log output format.
     #[arg(
@@ -51,6 +55,8 @@ enum Command {
     Topics(commands::topics::TopicsArgs),
     /// Produce events to the events topic.
     Produce(commands::produce::ProduceArgs),
+    /// Serve the tenant API: tenants, endpoints, secrets, events and attempts.
+    Api(commands::api::ApiArgs),
     /// Serve the HTTP ingest API (POST /v1/events).
     Ingest(commands::ingest::IngestArgs),
     /// Run a router: events joined with subscriptions become deliveries.
@@ -88,10 +94,6 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    if cli.check_config {
-        println!("{}", checked_config(&matches));
-        return ExitCode::SUCCESS;
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -99,7 +101,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.kafka, cli.command)) {
+    let seal_key = match cli.seal.load() {
+        Ok(seal_key) => seal_key,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("{}", checked_config(&matches));
+        return ExitCode::SUCCESS;
+    }
+    match runtime.block_on(run(cli.kafka, seal_key, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -108,21 +121,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
+async fn run(kafka: KafkaArgs, seal_key: Option<SealKey>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Topics(args) => commands::topics::run(&kafka, args).await,
         Command::Produce(args) => commands::produce::run(&kafka, args).await,
+        Command::Api(args) => commands::api::run(&kafka, seal_key, args).await,
         Command::Ingest(args) => commands::ingest::run(&kafka, args).await,
         Command::Router(args) => commands::components::router(&kafka, args).await,
-        Command::Deliverer(args) => commands::components::deliverer(&kafka, args).await,
+        Command::Deliverer(args) => commands::components::deliverer(&kafka, seal_key, args).await,
         Command::Retry(args) => commands::components::retry(&kafka, args).await,
-        Command::Dev(args) => commands::dev::run(&kafka, args).await,
+        Command::Dev(args) => commands::dev::run(&kafka, seal_key, args).await,
         Command::Listen(args) => commands::listen::run(args).await,
         Command::Dlq(command) => commands::dlq::run(&kafka, command).await,
         Command::Replay(args) => commands::replay::run(&kafka, args).await,
         Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
         Command::Status(args) => commands::status::run(&kafka, args).await,
-        Command::Endpoint(command) => commands::endpoint::run(&kafka, command).await,
+        Command::Endpoint(command) => {
+            commands::endpoint::run(&kafka, seal_key.as_ref(), command).await
+        }
     }
 }
 

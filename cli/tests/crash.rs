@@ -38,6 +38,7 @@ async fn killed_components_lose_nothing_after_restart() {
                     key: None,
                     content_type: "application/json".into(),
                     payload: b"{}".to_vec(),
+                    tenant_id: None,
                 })
             });
             for result in join_all(sends).await {

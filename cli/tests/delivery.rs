@@ -22,6 +22,7 @@ async fn send_events(env: &Env, encoding: Encoding, events: &[(String, &str, Str
                 key: None,
                 content_type: "application/json".into(),
                 payload: payload.clone().into_bytes(),
+                tenant_id: None,
             })
         });
         for result in join_all(sends).await {

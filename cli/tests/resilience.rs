@@ -291,6 +291,7 @@ async fn sigterm_mid_stream_accounts_for_every_pair() {
                     key: None,
                     content_type: "application/json".into(),
                     payload: b"{}".to_vec(),
+                    tenant_id: None,
                 })
                 .await
                 .unwrap();

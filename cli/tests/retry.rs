@@ -18,6 +18,7 @@ async fn send(env: &Env, id: &str) {
             key: None,
             content_type: "application/json".into(),
             payload: b"{}".to_vec(),
+            tenant_id: None,
         })
         .await
         .unwrap();

@@ -15,6 +15,7 @@ async fn send(producer: &EventProducer, id: &str) {
             key: None,
             content_type: "application/json".into(),
             payload: b"{}".to_vec(),
+            tenant_id: None,
         })
         .await
         .unwrap();

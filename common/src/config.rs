@@ -141,6 +141,39 @@ impl Default for TopicArgs {
     }
 }
 
+/// The key that seals endpoint signing secrets on the subscriptions topic.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SealArgs {
+    /// Key sealing endpoint secrets at rest: base64 of 32 bytes. Prefer the environment
+    /// variable or --secret-key-file, because command lines are visible to other users.
+    #[arg(long, env = "AURORA_SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<String>,
+    /// File holding the sealing key in base64, as an alternative to --secret-key.
+    #[arg(
+        long,
+        env = "AURORA_SECRET_KEY_FILE",
+        conflicts_with = "secret_key",
+        global = true
+    )]
+    pub secret_key_file: Option<std::path::PathBuf>,
+}
+
+impl SealArgs {
+    /// Loads the sealing key, if one is configured.
+    pub fn load(&self) -> Result<Option<crate::sealed::SealKey>, String> {
+        let text = match (&self.secret_key, &self.secret_key_file) {
+            (Some(text), _) => text.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|error| {
+                format!("reading the secret key file {}: {error}", path.display())
+            })?,
+            (None, None) => return Ok(None),
+        };
+        crate::sealed::SealKey::from_base64(&text)
+            .map(Some)
+            .map_err(|error| format!("invalid secret key: {error}"))
+    }
+}
+
 fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {

@@ -4,6 +4,7 @@
 //! - CloudEvents Kafka binary mode, which plain `kcat` can write: headers `ce_id` and
 //!   `ce_type` (required), `content-type` (optional, default `application/json`), and the
 //!   payload as the value. JSON payloads (`application/json` or any `+json` type) must parse.
+//!   The optional `ce_tenant` header names the tenant whose endpoints receive the event.
 //! - The Avro envelope `aurora.Event` for typed producers: header
 //!   `content-type: application/avro` and the value in Avro single-object encoding.
 
@@ -13,6 +14,9 @@ pub const EVENT_AVRO_CONTENT_TYPE: &str = "application/avro";
 pub const ID_HEADER: &str = "ce_id";
 /// Header that carries the event type.
 pub const TYPE_HEADER: &str = "ce_type";
+/// CloudEvents extension header that carries the tenant; events without it go to endpoints
+/// without a tenant.
+pub const TENANT_HEADER: &str = "ce_tenant";
 /// Header that carries the payload's media type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// Maximum length of an event id or type, in bytes.

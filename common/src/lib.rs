@@ -9,14 +9,15 @@ pub mod offsets;
 pub mod produce;
 pub mod quarantine;
 pub mod read;
+pub mod sealed;
 pub mod table;
 pub mod time;
 pub mod topics;
 
-pub use config::{KafkaArgs, TopicArgs};
+pub use config::{KafkaArgs, SealArgs, TopicArgs};
 pub use metrics::Metrics;
 pub use offsets::OffsetTracker;
-pub use table::SubscriptionTable;
+pub use table::{SubscriptionTable, Table, TenantTable};
 pub use topics::{RetryTier, Topics};
 
 /// Errors of the shared Kafka plumbing.

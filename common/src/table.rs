@@ -1,15 +1,15 @@
-//! The subscriptions topic read as a table: every partition, from the beginning, by every
-//! instance, with tombstones folded, kept current while running.
+//! A compacted topic read as a table (subscriptions, tenants): every partition, from the
+//! beginning, by every instance, with tombstones folded, kept current while running.
 //!
-//! No consumer group is used, so each router and deliverer instance keeps the whole table.
-//! The topic is compacted on Kafka. On a broker that does not compact, the reader still folds
-//! every version and tombstone in order, so the result is the same.
+//! No consumer group is used, so each instance keeps the whole table. The topics are
+//! compacted on Kafka. On a broker that does not compact, the reader still folds every version
+//! and tombstone in order, so the result is the same.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aurora_schemas::Subscription;
+use aurora_schemas::{Contract, Subscription, Tenant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -24,11 +24,31 @@ use crate::Error;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Rows by key, as of the last record read.
+pub type Rows<T> = Arc<HashMap<String, Arc<T>>>;
 /// Endpoints by id, as of the last record read.
-pub type Endpoints = Arc<HashMap<String, Arc<Subscription>>>;
+pub type Endpoints = Rows<Subscription>;
 
-struct Shared {
-    endpoints: RwLock<Endpoints>,
+/// A record type of a compacted topic, keyed by one of its fields.
+pub trait TableRecord: Contract + Send + Sync + 'static {
+    /// The field that must equal the record's key.
+    fn key(&self) -> &str;
+}
+
+impl TableRecord for Subscription {
+    fn key(&self) -> &str {
+        &self.endpoint_id
+    }
+}
+
+impl TableRecord for Tenant {
+    fn key(&self) -> &str {
+        &self.tenant_id
+    }
+}
+
+struct Shared<T> {
+    rows: RwLock<Rows<T>>,
     /// Read progress per partition.
     progress: watch::Sender<Vec<Progress>>,
     /// Start time of the last completed catch-up, in epoch milliseconds.
@@ -50,15 +70,36 @@ impl Progress {
     }
 }
 
-/// A live view of the subscriptions topic.
-#[derive(Clone)]
-pub struct SubscriptionTable {
-    shared: Arc<Shared>,
+/// A live view of a compacted topic.
+pub struct Table<T> {
+    shared: Arc<Shared<T>>,
     consumer: Arc<StreamConsumer<QuietContext>>,
     topic: String,
 }
 
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        Table {
+            shared: self.shared.clone(),
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        }
+    }
+}
+
+/// A live view of the subscriptions topic.
+pub type SubscriptionTable = Table<Subscription>;
+/// A live view of the tenants topic.
+pub type TenantTable = Table<Tenant>;
+
 impl SubscriptionTable {
+    /// Returns every endpoint, as one consistent snapshot.
+    pub fn endpoints(&self) -> Endpoints {
+        self.rows()
+    }
+}
+
+impl<T: TableRecord> Table<T> {
     /// Starts reading `topic` from the beginning; the reader stops when `shutdown` is cancelled.
     pub async fn start(
         args: &KafkaArgs,
@@ -68,10 +109,10 @@ impl SubscriptionTable {
         // librdkafka requires a group id even for manual assignment; this one never joins a
         // group or commits, because partitions are assigned, not subscribed.
         let consumer: StreamConsumer<QuietContext> =
-            consumer_config(args, &args.group_id("subscriptions-reader"))
+            consumer_config(args, &args.group_id("table-reader"))
                 .set("enable.partition.eof", "true")
                 .create_with_context(QuietContext::default())
-                .map_err(Error::kafka("creating the subscriptions reader"))?;
+                .map_err(Error::kafka(format!("creating the reader of {topic}")))?;
         let consumer = Arc::new(consumer);
         let partitions = partition_count(&consumer, topic).await?;
 
@@ -79,18 +120,18 @@ impl SubscriptionTable {
         for partition in 0..partitions {
             assignment
                 .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(Error::kafka("assigning subscriptions partitions"))?;
+                .map_err(Error::kafka(format!("assigning the partitions of {topic}")))?;
         }
         consumer
             .assign(&assignment)
-            .map_err(Error::kafka("assigning subscriptions partitions"))?;
+            .map_err(Error::kafka(format!("assigning the partitions of {topic}")))?;
 
         let shared = Arc::new(Shared {
-            endpoints: RwLock::new(Arc::default()),
+            rows: RwLock::new(Arc::default()),
             progress: watch::channel(vec![Progress::default(); partitions as usize]).0,
             fresh_as_of_ms: RwLock::new(i64::MIN),
         });
-        let table = SubscriptionTable {
+        let table = Table {
             shared,
             consumer,
             topic: topic.to_string(),
@@ -100,15 +141,15 @@ impl SubscriptionTable {
         Ok(table)
     }
 
-    /// Returns the endpoint with this id, if it exists.
-    pub fn get(&self, endpoint_id: &str) -> Option<Arc<Subscription>> {
-        self.endpoints().get(endpoint_id).cloned()
+    /// Returns the row with this key, if it exists.
+    pub fn get(&self, key: &str) -> Option<Arc<T>> {
+        self.rows().get(key).cloned()
     }
 
-    /// Returns every endpoint, as one consistent snapshot.
-    pub fn endpoints(&self) -> Endpoints {
+    /// Returns every row, as one consistent snapshot.
+    pub fn rows(&self) -> Rows<T> {
         self.shared
-            .endpoints
+            .rows
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -132,7 +173,7 @@ impl SubscriptionTable {
                     .all(|(partition, end)| partition.covers(*end))
             })
             .await
-            .map_err(|_| Error::TaskStopped("the subscriptions reader"))?;
+            .map_err(|_| Error::TaskStopped("the table reader"))?;
         let mut fresh = self
             .shared
             .fresh_as_of_ms
@@ -142,7 +183,7 @@ impl SubscriptionTable {
         Ok(())
     }
 
-    /// Makes sure every subscription change written before `time_ms` has been applied,
+    /// Makes sure every change written before `time_ms` has been applied,
     /// catching up only when the last catch-up started before that time.
     ///
     /// NOTE: under a steady stream every record is newer than the last catch-up, so each call
@@ -194,7 +235,7 @@ impl SubscriptionTable {
                     });
                 }
                 Err(error) => {
-                    tracing::warn!(topic = %self.topic, error = %error, "Reading subscriptions failed; retrying.");
+                    tracing::warn!(topic = %self.topic, error = %error, "Reading the table failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -207,24 +248,24 @@ impl SubscriptionTable {
         let key = message.key().map(String::from_utf8_lossy);
         match (key, message.payload()) {
             (None, _) => {
-                tracing::error!(topic = %self.topic, partition, offset, "Subscription record without a key ignored; the key must be the endpoint id.");
+                tracing::error!(topic = %self.topic, partition, offset, "Record without a key ignored; the key must be the record's id.");
             }
             (Some(key), None) => {
-                self.update(|endpoints| {
-                    endpoints.remove(key.as_ref());
+                self.update(|rows| {
+                    rows.remove(key.as_ref());
                 });
             }
-            (Some(key), Some(value)) => match aurora_schemas::decode::<Subscription>(value) {
-                Ok(subscription) if subscription.endpoint_id == key => {
-                    self.update(|endpoints| {
-                        endpoints.insert(key.into_owned(), Arc::new(subscription));
+            (Some(key), Some(value)) => match aurora_schemas::decode::<T>(value) {
+                Ok(row) if row.key() == key => {
+                    self.update(|rows| {
+                        rows.insert(key.into_owned(), Arc::new(row));
                     });
                 }
-                Ok(subscription) => {
-                    tracing::error!(topic = %self.topic, partition, offset, key = %key, endpoint_id = %subscription.endpoint_id, "Subscription record ignored because its key differs from its endpoint id.");
+                Ok(row) => {
+                    tracing::error!(topic = %self.topic, partition, offset, key = %key, id = %row.key(), "Record ignored because its key differs from its id.");
                 }
                 Err(error) => {
-                    tracing::error!(topic = %self.topic, partition, offset, error = %error, "Subscription record ignored because it does not decode.");
+                    tracing::error!(topic = %self.topic, partition, offset, error = %error, "Record ignored because it does not decode.");
                 }
             },
         }
@@ -236,13 +277,13 @@ impl SubscriptionTable {
         });
     }
 
-    fn update(&self, change: impl FnOnce(&mut HashMap<String, Arc<Subscription>>)) {
-        let mut endpoints = self
+    fn update(&self, change: impl FnOnce(&mut HashMap<String, Arc<T>>)) {
+        let mut rows = self
             .shared
-            .endpoints
+            .rows
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        change(Arc::make_mut(&mut endpoints));
+        change(Arc::make_mut(&mut rows));
     }
 }
 

@@ -46,6 +46,7 @@ pub struct Topics {
     pub quarantine: String,
     pub dead_letter: String,
     pub operations: String,
+    pub tenants: String,
     pub retry: Vec<RetryTier>,
 }
 
@@ -60,6 +61,7 @@ impl Topics {
             quarantine: format!("{prefix}quarantine"),
             dead_letter: format!("{prefix}dead-letter"),
             operations: format!("{prefix}operations"),
+            tenants: format!("{prefix}tenants"),
             retry,
         }
     }
@@ -78,6 +80,7 @@ impl Topics {
             spec(&self.quarantine, 1, vec![]),
             spec(&self.dead_letter, layout.deliveries_partitions, vec![]),
             spec(&self.operations, 1, vec![]),
+            spec(&self.tenants, 1, vec![("cleanup.policy", "compact")]),
         ];
         for tier in &self.retry {
             specs.push(spec(&tier.topic, layout.deliveries_partitions, vec![]));

@@ -7,6 +7,7 @@
 pub mod classify;
 pub mod client;
 pub mod health;
+mod keys;
 mod limits;
 mod outcome;
 mod run;
@@ -18,7 +19,9 @@ pub use classify::{classify, Verdict};
 pub use client::WebhookClient;
 pub use health::HealthPolicy;
 pub use run::{run, DelivererConfig};
-pub use signature::{generate_secret, Secret, SignatureError};
+pub use signature::{
+    generate_key_pair, generate_secret, KeyPair, PublicKey, Secret, SignatureError, SigningKey,
+};
 pub use ssrf::Guard;
 
 /// Errors that stop the deliverer.

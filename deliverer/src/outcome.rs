@@ -284,6 +284,7 @@ fn attempt_record(
         response_excerpt: summary.response_excerpt.clone(),
         outcome,
         next_attempt_at_ms,
+        tenant_id: endpoint.tenant_id.clone(),
     }
 }
 

@@ -20,8 +20,8 @@ use tracing::Instrument;
 use crate::classify::{classify, Verdict};
 use crate::client::{Outgoing, WebhookClient};
 use crate::health::{Health, HealthPolicy};
+use crate::keys::KeyCache;
 use crate::limits::EndpointLimits;
-use crate::signature::Secret;
 use crate::Error;
 
 /// Settings of a deliverer instance.
@@ -42,6 +42,8 @@ pub struct DelivererConfig {
     pub health: HealthPolicy,
     /// SSRF guard settings: the addresses deliveries may connect to.
     pub guard: crate::ssrf::Guard,
+    /// Key that opens sealed endpoint secrets; sealed secrets cannot be used without it.
+    pub seal_key: Option<aurora_common::sealed::SealKey>,
     /// Registry the deliverer records its metrics in.
     pub metrics: Metrics,
 }
@@ -72,6 +74,7 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
                 &metrics,
             ),
             health: Health::new(config.health),
+            keys: KeyCache::new(config.seal_key.clone()),
             max_retry_after: config.max_retry_after,
             shutdown: shutdown.clone(),
             metrics,
@@ -89,6 +92,7 @@ pub(crate) struct Shared {
     client: WebhookClient,
     limits: EndpointLimits,
     pub(crate) health: Health,
+    keys: KeyCache,
     max_retry_after: Duration,
     /// Cancelled on shutdown: deliveries still waiting for their limits then start no request.
     shutdown: CancellationToken,
@@ -189,12 +193,13 @@ impl Shared {
         let number = delivery.attempts.len() as i32 + 1;
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = match signing_secrets(endpoint, started_at_ms) {
-            Ok(secrets) => {
+        let keys = self.keys.get(endpoint);
+        let result = match keys.signing(started_at_ms) {
+            Ok(keys) => {
                 let timestamp = started_at_ms / 1000;
-                let signature = secrets
+                let signature = keys
                     .iter()
-                    .map(|secret| secret.sign(&delivery.event_id, timestamp, &delivery.payload))
+                    .map(|key| key.sign(&delivery.event_id, timestamp, &delivery.payload))
                     .collect::<Vec<_>>()
                     .join(" ");
                 let outgoing = Outgoing {
@@ -263,19 +268,4 @@ impl Shared {
             text
         })
     }
-}
-
-/// Returns the secrets a delivery is signed with: the current one, and the previous one
-/// while its rotation window lasts.
-fn signing_secrets(
-    endpoint: &Subscription,
-    now_ms: i64,
-) -> Result<Vec<Secret>, crate::SignatureError> {
-    let mut secrets = vec![Secret::parse(&endpoint.secret)?];
-    if let Some(previous) = &endpoint.previous_secret {
-        if now_ms < endpoint.previous_secret_expires_at_ms {
-            secrets.push(Secret::parse(previous)?);
-        }
-    }
-    Ok(secrets)
 }

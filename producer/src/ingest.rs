@@ -145,6 +145,7 @@ impl Api {
             key: parsed.key,
             content_type: "application/json".into(),
             payload: parsed.payload.get().as_bytes().to_vec(),
+            tenant_id: None,
         };
         match self.producer.send(event).await {
             // Serialized from the struct, so the fields keep the order `aurora produce` prints.

@@ -6,7 +6,8 @@
 pub mod ingest;
 
 use aurora_common::contract::{
-    check_event_fields, CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, TYPE_HEADER,
+    check_event_fields, CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, TENANT_HEADER,
+    TYPE_HEADER,
 };
 use aurora_common::kafka::Producer;
 use aurora_common::produce::produce;
@@ -34,6 +35,8 @@ pub struct NewEvent {
     pub key: Option<String>,
     pub content_type: String,
     pub payload: Vec<u8>,
+    /// Tenant whose endpoints receive the event; endpoints without a tenant when absent.
+    pub tenant_id: Option<String>,
 }
 
 /// Partition and offset of a stored event.
@@ -90,12 +93,15 @@ impl EventProducer {
 
         let (value, headers) = match self.encoding {
             Encoding::Headers => {
-                let headers = OwnedHeaders::new_with_capacity(5)
+                let mut headers = OwnedHeaders::new_with_capacity(6)
                     .insert(header("ce_specversion", "1.0"))
                     .insert(header(ID_HEADER, &id))
                     .insert(header(TYPE_HEADER, &event.event_type))
                     .insert(header("ce_source", &self.source))
                     .insert(header(CONTENT_TYPE_HEADER, &event.content_type));
+                if let Some(tenant_id) = &event.tenant_id {
+                    headers = headers.insert(header(TENANT_HEADER, tenant_id));
+                }
                 (event.payload, headers)
             }
             Encoding::Avro => {
@@ -106,6 +112,7 @@ impl EventProducer {
                     time_ms: now_ms(),
                     content_type: event.content_type,
                     data: event.payload,
+                    tenant_id: event.tenant_id.unwrap_or_default(),
                 };
                 let headers = OwnedHeaders::new_with_capacity(1)
                     .insert(header(CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE));

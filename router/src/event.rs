@@ -16,7 +16,8 @@ use rdkafka::Message;
 
 use aurora_common::contract::{check_event_fields, media_type};
 pub use aurora_common::contract::{
-    CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, MAX_NAME_BYTES, TYPE_HEADER,
+    CONTENT_TYPE_HEADER, EVENT_AVRO_CONTENT_TYPE, ID_HEADER, MAX_NAME_BYTES, TENANT_HEADER,
+    TYPE_HEADER,
 };
 
 /// An event that passed every check.
@@ -27,6 +28,8 @@ pub struct IncomingEvent {
     pub content_type: String,
     pub payload: Vec<u8>,
     pub time_ms: i64,
+    /// Tenant whose endpoints receive the event; empty for endpoints without a tenant.
+    pub tenant_id: String,
 }
 
 /// Reads and checks an events-topic record; the error is the quarantine reason.
@@ -50,6 +53,7 @@ pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
             content_type: envelope.content_type,
             payload: envelope.data,
             time_ms: envelope.time_ms,
+            tenant_id: envelope.tenant_id,
         }
     } else {
         let missing = |name: &str| {
@@ -68,6 +72,7 @@ pub fn parse_event(message: &OwnedMessage) -> Result<IncomingEvent, String> {
             content_type,
             payload: value.to_vec(),
             time_ms,
+            tenant_id: header(message, TENANT_HEADER)?.unwrap_or_default(),
         }
     };
     check_event_fields(
@@ -142,6 +147,7 @@ mod tests {
             time_ms: 5,
             content_type: "application/json".into(),
             data: b"[1,2]".to_vec(),
+            tenant_id: String::new(),
         };
         let bytes = aurora_schemas::encode(&envelope).unwrap();
         let event = parse_event(&record(

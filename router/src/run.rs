@@ -98,6 +98,10 @@ impl Router {
         let routed_at_ms = now_ms();
         let mut pending = Vec::new();
         for endpoint in endpoints.values() {
+            // Endpoints receive only their own tenant's events.
+            if endpoint.tenant_id != event.tenant_id {
+                continue;
+            }
             if !endpoint
                 .event_types
                 .iter()

@@ -188,14 +188,15 @@ macro_rules! contract {
     };
 }
 
-contract!(crate::Event, "event", "event", ["1"]);
+contract!(crate::Event, "event", "event", ["1", "2"]);
 contract!(
     crate::Subscription,
     "subscription",
     "subscription",
-    ["1", "2", "3"]
+    ["1", "2", "3", "4"]
 );
 contract!(crate::Delivery, "delivery", "delivery", ["1"]);
-contract!(crate::Attempt, "attempt", "attempt", ["1"]);
+contract!(crate::Attempt, "attempt", "attempt", ["1", "2"]);
+contract!(crate::Tenant, "tenant", "tenant", ["1"]);
 contract!(crate::Quarantined, "quarantined", "quarantined", ["1"]);
 contract!(crate::Operation, "operation", "operation", ["1"]);

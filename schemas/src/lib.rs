@@ -10,6 +10,6 @@ mod types;
 
 pub use codec::{decode, encode, Contract, SchemaError, SchemaSet};
 pub use types::{
-    Attempt, AttemptOutcome, AttemptSummary, Delivery, Event, Header, Operation, OperationKind,
-    Quarantined, RateLimit, Subscription,
+    ApiKey, Attempt, AttemptOutcome, AttemptSummary, Delivery, Event, Header, Operation,
+    OperationKind, Quarantined, RateLimit, Subscription, Tenant,
 };

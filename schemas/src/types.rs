@@ -14,6 +14,8 @@ pub struct Event {
     pub content_type: String,
     #[serde(with = "serde_avro_bytes")]
     pub data: Vec<u8>,
+    #[serde(default)]
+    pub tenant_id: String,
 }
 
 /// An endpoint and the event types it subscribes to.
@@ -30,6 +32,26 @@ pub struct Subscription {
     pub disabled_reason: String,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at_ms: i64,
+    #[serde(default)]
+    pub tenant_id: String,
+}
+
+/// A customer of the platform and the hashes of its API keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub name: String,
+    pub api_keys: Vec<ApiKey>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One API key of a tenant, stored as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub sha256: String,
+    pub created_at_ms: i64,
 }
 
 /// Requests per second an endpoint accepts, with a burst allowance.
@@ -83,6 +105,8 @@ pub struct Attempt {
     pub response_excerpt: String,
     pub outcome: AttemptOutcome,
     pub next_attempt_at_ms: Option<i64>,
+    #[serde(default)]
+    pub tenant_id: String,
 }
 
 /// Outcome of a delivery after an attempt.

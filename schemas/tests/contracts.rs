@@ -5,7 +5,7 @@ use std::path::Path;
 
 use aurora_schemas::{
     decode, encode, Attempt, AttemptOutcome, AttemptSummary, Contract, Delivery, Event, Header,
-    Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription,
+    Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription, Tenant,
 };
 use proptest::prelude::*;
 
@@ -41,6 +41,7 @@ fn every_record_type_round_trips() {
         time_ms: 5,
         content_type: "application/json".into(),
         data: b"{}".to_vec(),
+        tenant_id: "tn_1".into(),
     };
     assert_eq!(decode::<Event>(&encode(&event).unwrap()).unwrap(), event);
 
@@ -59,6 +60,7 @@ fn every_record_type_round_trips() {
         disabled_reason: "endpoint returned 410 Gone".into(),
         previous_secret: Some("whsec_AAAA".into()),
         previous_secret_expires_at_ms: 12,
+        tenant_id: String::new(),
     };
     assert_eq!(
         decode::<Subscription>(&encode(&subscription).unwrap()).unwrap(),
@@ -90,6 +92,7 @@ fn every_record_type_round_trips() {
             response_excerpt: String::new(),
             outcome,
             next_attempt_at_ms: Some(3),
+            tenant_id: "tn_1".into(),
         };
         assert_eq!(
             decode::<Attempt>(&encode(&attempt).unwrap()).unwrap(),
@@ -141,6 +144,7 @@ fn current_schemas_read_every_released_version() {
         check::<Attempt>(),
         check::<Quarantined>(),
         check::<Operation>(),
+        check::<Tenant>(),
     ] {
         assert_eq!(result, Ok(()));
     }
@@ -160,6 +164,7 @@ fn every_history_file_is_registered() {
         Attempt::schemas().history().count(),
         Quarantined::schemas().history().count(),
         Operation::schemas().history().count(),
+        Tenant::schemas().history().count(),
     ]
     .iter()
     .sum::<usize>();

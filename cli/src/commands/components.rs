@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aurora_common::config::parse_duration;
+use aurora_common::sealed::SealKey;
 use aurora_common::{KafkaArgs, Metrics, TopicArgs};
 use clap::Args;
 
@@ -94,6 +95,7 @@ pub fn router_config(
 pub fn deliverer_config(
     kafka: &KafkaArgs,
     args: &DeliveryArgs,
+    seal_key: Option<SealKey>,
     metrics: &Metrics,
 ) -> aurora_deliverer::DelivererConfig {
     aurora_deliverer::DelivererConfig {
@@ -112,6 +114,7 @@ pub fn deliverer_config(
             disable_after: args.health_disable_after,
             disable_span: args.health_disable_span,
         },
+        seal_key,
         metrics: metrics.clone(),
     }
 }
@@ -136,10 +139,14 @@ pub async fn router(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn deliverer(kafka: &KafkaArgs, args: DelivererArgs) -> anyhow::Result<()> {
+pub async fn deliverer(
+    kafka: &KafkaArgs,
+    seal_key: Option<SealKey>,
+    args: DelivererArgs,
+) -> anyhow::Result<()> {
     create(kafka, &args.topics).await?;
     let metrics = args.metrics.start().await?;
-    let config = deliverer_config(kafka, &args.delivery, &metrics);
+    let config = deliverer_config(kafka, &args.delivery, seal_key, &metrics);
     aurora_deliverer::run(config, shutdown_on_signal()).await?;
     Ok(())
 }
@@ -152,7 +159,7 @@ pub async fn retry(kafka: &KafkaArgs, args: RetryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
+pub fn parse_subnet(text: &str) -> Result<ipnet::IpNet, String> {
     text.trim().parse().map_err(|_| {
         format!("{text:?} is not a subnet in CIDR form such as 10.1.0.0/16 or fd00::/8")
     })

@@ -11,6 +11,8 @@ use clap::Args;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use aurora_common::sealed::SealKey;
+
 use super::components::{deliverer_config, retry_config, router_config, DeliveryArgs};
 use super::shutdown_on_signal;
 use super::topics::create;
@@ -51,7 +53,11 @@ pub struct DevArgs {
     no_broker: bool,
 }
 
-pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
+pub async fn run(
+    kafka: &KafkaArgs,
+    seal_key: Option<SealKey>,
+    args: DevArgs,
+) -> anyhow::Result<()> {
     let mut kafka = kafka.clone();
     let address = kafka
         .bootstrap_servers
@@ -94,7 +100,7 @@ pub async fn run(kafka: &KafkaArgs, args: DevArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let deliverer = aurora_deliverer::run(
-        deliverer_config(kafka, &delivery, &metrics),
+        deliverer_config(kafka, &delivery, seal_key, &metrics),
         shutdown.clone(),
     );
     let retry = aurora_retry::run(

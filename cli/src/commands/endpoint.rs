@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use aurora_common::produce::produce;
+use aurora_common::sealed::{self, SealKey};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable};
+use aurora_deliverer::SigningKey;
 use aurora_schemas::{Operation, OperationKind, RateLimit, Subscription};
 use clap::{Args, Subcommand};
 use rdkafka::producer::FutureRecord;
@@ -38,7 +40,7 @@ pub enum EndpointCommand {
         /// How long the previous secret keeps signing (for example 24h).
         #[arg(long, default_value = "24h", value_parser = aurora_common::config::parse_duration)]
         window: std::time::Duration,
-        /// New secret in whsec_<base64> form; a new one is generated when absent.
+        /// New key, whsec_<base64> or whsk_<base64>; a new HMAC secret is generated when absent.
         #[arg(long)]
         secret: Option<String>,
     },
@@ -61,7 +63,8 @@ pub struct AddArgs {
     /// Event types to deliver: exact names, prefix.* wildcards or *; repeatable.
     #[arg(long = "filter", default_value = "*")]
     filters: Vec<String>,
-    /// Signing secret in whsec_<base64> form; a new one is generated when absent.
+    /// Signing key: a whsec_<base64> HMAC secret or a whsk_<base64> ed25519 secret key; a
+    /// new HMAC secret is generated when absent. Sealed at rest when a secret key is configured.
     #[arg(long)]
     secret: Option<String>,
     /// Requests per second the endpoint accepts; unlimited when absent.
@@ -81,20 +84,24 @@ pub struct AddArgs {
     replace: bool,
 }
 
-pub async fn run(kafka: &KafkaArgs, command: EndpointCommand) -> anyhow::Result<()> {
+pub async fn run(
+    kafka: &KafkaArgs,
+    seal_key: Option<&SealKey>,
+    command: EndpointCommand,
+) -> anyhow::Result<()> {
     match command {
-        EndpointCommand::Add(args) => add(kafka, args).await,
+        EndpointCommand::Add(args) => add(kafka, seal_key, args).await,
         EndpointCommand::List => list(kafka).await,
         EndpointCommand::Remove { id } => remove(kafka, &id).await,
         EndpointCommand::Enable { id } => set_enabled(kafka, &id, true).await,
         EndpointCommand::Disable { id } => set_enabled(kafka, &id, false).await,
         EndpointCommand::RotateSecret { id, window, secret } => {
-            rotate_secret(kafka, &id, window, secret).await
+            rotate_secret(kafka, seal_key, &id, window, secret).await
         }
     }
 }
 
-async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
+async fn add(kafka: &KafkaArgs, seal_key: Option<&SealKey>, args: AddArgs) -> anyhow::Result<()> {
     check_id(&args.id)?;
     check_url(&args.url)?;
     for filter in &args.filters {
@@ -107,18 +114,27 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
             args.id
         );
     }
-    let secret = match (args.secret, &existing) {
+    let (stored, secret) = match (args.secret, &existing) {
         (Some(secret), _) => {
-            aurora_deliverer::Secret::parse(&secret).context("invalid --secret")?;
-            secret
+            SigningKey::parse(&secret).context("invalid --secret")?;
+            (
+                sealed::seal_if_configured(seal_key, &args.id, &secret),
+                Some(secret),
+            )
         }
-        (None, Some(existing)) => existing.secret.clone(),
-        (None, None) => aurora_deliverer::generate_secret(),
+        (None, Some(existing)) => (existing.secret.clone(), None),
+        (None, None) => {
+            let secret = aurora_deliverer::generate_secret();
+            (
+                sealed::seal_if_configured(seal_key, &args.id, &secret),
+                Some(secret),
+            )
+        }
     };
     let subscription = Subscription {
         endpoint_id: args.id.clone(),
         url: args.url,
-        secret: secret.clone(),
+        secret: stored,
         event_types: args.filters,
         rate_limit: args.rate_limit.map(|per_second| RateLimit {
             per_second,
@@ -134,6 +150,7 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
         },
         previous_secret: None,
         previous_secret_expires_at_ms: 0,
+        tenant_id: String::new(),
     };
     let producer = aurora_common::kafka::producer(kafka)?;
     let value = aurora_schemas::encode(&subscription)?;
@@ -145,8 +162,18 @@ async fn add(kafka: &KafkaArgs, args: AddArgs) -> anyhow::Result<()> {
         subscription.url,
         subscription.event_types.join(", ")
     );
-    println!("Signing secret: {secret}");
+    if let Some(secret) = secret {
+        print_key(&secret);
+    }
     Ok(())
+}
+
+/// Prints a new signing key: the secret, and the public key of an ed25519 key.
+fn print_key(secret: &str) {
+    println!("Signing secret: {secret}");
+    if let Ok(Some(public_key)) = SigningKey::parse(secret).map(|key| key.public_key()) {
+        println!("Public key: {public_key}");
+    }
 }
 
 async fn list(kafka: &KafkaArgs) -> anyhow::Result<()> {
@@ -227,6 +254,7 @@ async fn set_enabled(kafka: &KafkaArgs, id: &str, enabled: bool) -> anyhow::Resu
 
 async fn rotate_secret(
     kafka: &KafkaArgs,
+    seal_key: Option<&SealKey>,
     id: &str,
     window: std::time::Duration,
     secret: Option<String>,
@@ -235,7 +263,7 @@ async fn rotate_secret(
     let current = found(kafka, id).await?;
     let secret = match secret {
         Some(secret) => {
-            aurora_deliverer::Secret::parse(&secret).context("invalid --secret")?;
+            SigningKey::parse(&secret).context("invalid --secret")?;
             secret
         }
         None => aurora_deliverer::generate_secret(),
@@ -245,7 +273,7 @@ async fn rotate_secret(
     let mut subscription = (*current).clone();
     subscription.previous_secret = Some(subscription.secret.clone());
     subscription.previous_secret_expires_at_ms = now.saturating_add(window_ms);
-    subscription.secret = secret.clone();
+    subscription.secret = sealed::seal_if_configured(seal_key, id, &secret);
     subscription.updated_at_ms = now;
     let producer = aurora_common::kafka::producer(kafka)?;
     let value = aurora_schemas::encode(&subscription)?;
@@ -261,7 +289,7 @@ async fn rotate_secret(
         "Secret of endpoint {id} rotated; the previous one keeps signing for {}.",
         humantime::format_duration(window)
     );
-    println!("Signing secret: {secret}");
+    print_key(&secret);
     Ok(())
 }
 

@@ -52,6 +52,7 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
         key: args.key.clone(),
         content_type: "application/json".into(),
         payload: payload.into_bytes(),
+        tenant_id: None,
     };
 
     if let Some(data) = &args.data {

@@ -39,6 +39,11 @@ pub const TANSU_PRODUCER_PROPERTIES: &str = "batch.num.messages=1";
 pub const TEST_CONSUMER_PROPERTIES: &str =
     "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=20";
 
+/// Key that seals endpoint secrets in every test: base64 of 32 fixed bytes.
+pub const TEST_SECRET_KEY: &str = "dGVzdC1zZWFsaW5nLWtleS0zMi1ieXRlcy1sb25nISE=";
+/// Admin key of the tenant API in tests.
+pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789";
+
 static NEXT_PREFIX: AtomicU32 = AtomicU32::new(0);
 
 /// Returns the bootstrap address of the broker the tests run against.
@@ -100,6 +105,8 @@ impl Env {
             .env("AURORA_RETRY_TIERS", &self.retry_tiers)
             .env("AURORA_PRODUCER_PROPERTIES", TANSU_PRODUCER_PROPERTIES)
             .env("AURORA_ALLOW_SUBNETS", "127.0.0.0/8")
+            .env("AURORA_SECRET_KEY", TEST_SECRET_KEY)
+            .env("AURORA_ADMIN_KEY", TEST_ADMIN_KEY)
             .env("AURORA_CONSUMER_PROPERTIES", TEST_CONSUMER_PROPERTIES)
             .env(
                 "RUST_LOG",
@@ -360,6 +367,44 @@ pub fn verify_signature(secret: &str, request: &Received) -> bool {
     header.split(' ').any(|candidate| candidate == expected)
 }
 
+/// Verifies a request's `v1a` signatures with a `whpk_` public key, independently of the
+/// signer: ed25519 over `{webhook-id}.{webhook-timestamp}.{body}`.
+pub fn verify_ed25519(public_key: &str, request: &Received) -> bool {
+    use ed25519_dalek::Verifier;
+    let bytes: [u8; 32] = STANDARD
+        .decode(
+            public_key
+                .strip_prefix("whpk_")
+                .expect("key starts with whpk_"),
+        )
+        .expect("public key is base64")
+        .try_into()
+        .expect("public key has 32 bytes");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).expect("valid public key");
+    let (Some(id), Some(timestamp), Some(header)) = (
+        &request.webhook_id,
+        &request.webhook_timestamp,
+        &request.webhook_signature,
+    ) else {
+        return false;
+    };
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(&request.body);
+    header.split(' ').any(|candidate| {
+        let Some(encoded) = candidate.strip_prefix("v1a,") else {
+            return false;
+        };
+        let Some(signature) = STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| ed25519_dalek::Signature::from_slice(&bytes).ok())
+        else {
+            return false;
+        };
+        key.verify(&content, &signature).is_ok()
+    })
+}
+
 /// Generates a random secret in whsec_ form here rather than with the product.
 pub fn test_secret() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -428,6 +473,7 @@ pub async fn send_events(env: &Env, event_type: &str, ids: &[String]) {
                 key: None,
                 content_type: "application/json".into(),
                 payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+                tenant_id: None,
             })
             .await
             .unwrap();

@@ -1,0 +1,156 @@
+//! Tenant routes for events: sending one, with an optional Idempotency-Key, and listing its
+//! delivery attempts.
+
+use aurora_producer::NewEvent;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::http::{
+    check_json_content_type, json, json_bytes, parse_json, read_body, HttpResponse, Query,
+};
+use crate::idempotency::{self, Claim};
+use crate::server::App;
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    key: Option<String>,
+    payload: Box<serde_json::value::RawValue>,
+}
+
+/// `POST /v1/events`: produces an event to the tenant's endpoints.
+pub async fn create(
+    app: &App,
+    tenant_id: &str,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let key = match request.headers().get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key may contain only visible ASCII characters",
+                )
+            })?;
+            idempotency::check_key(key)
+                .map_err(|reason| ApiError::invalid("invalid_idempotency_key", reason))?;
+            Some(key.to_string())
+        }
+    };
+    check_json_content_type(&request)?;
+    let body = read_body(request, app.config.max_body_bytes).await?;
+    let Some(key) = key else {
+        let (status, stored) = send(app, tenant_id, &body, None).await?;
+        return Ok(json_bytes(status, stored));
+    };
+
+    match app.idempotency.claim(tenant_id, &key, &body) {
+        Claim::New => {}
+        Claim::Replay(status, stored) => {
+            let mut response = json_bytes(status, stored);
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Claim::InFlight => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ))
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different body; use a new key",
+            ))
+        }
+    }
+    let result = send(app, tenant_id, &body, Some(&key)).await;
+    match result {
+        Ok((status, stored)) => {
+            app.idempotency
+                .finish(tenant_id, &key, status, stored.clone());
+            Ok(json_bytes(status, stored))
+        }
+        Err(error) => {
+            app.idempotency
+                .finish(tenant_id, &key, error.status, Bytes::new());
+            Err(error)
+        }
+    }
+}
+
+async fn send(
+    app: &App,
+    tenant_id: &str,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<(StatusCode, Bytes), ApiError> {
+    let parsed: EventBody = parse_json(
+        body,
+        r#"{"type": "invoice.paid", "payload": {...}, "id"?: "...", "key"?: "..."}"#,
+    )?;
+    let id = parsed
+        .id
+        .or_else(|| idempotency_key.map(|key| idempotency::event_id(tenant_id, key)));
+    let event = NewEvent {
+        id,
+        event_type: parsed.event_type,
+        key: parsed.key,
+        content_type: "application/json".into(),
+        payload: parsed.payload.get().as_bytes().to_vec(),
+        tenant_id: Some(tenant_id.to_string()),
+    };
+    match app.events.send(event).await {
+        Ok(produced) => {
+            let body = serde_json::to_vec(&produced).map_err(|error| ApiError::internal(&error))?;
+            Ok((StatusCode::CREATED, Bytes::from(body)))
+        }
+        Err(aurora_producer::Error::InvalidEvent(reason)) => {
+            Err(ApiError::invalid("invalid_event", reason))
+        }
+        Err(error) => Err(ApiError::unavailable(&error)),
+    }
+}
+
+/// `GET /v1/events/{id}/attempts`: the tenant's attempts of an event, newest first.
+pub fn attempts(
+    app: &App,
+    tenant_id: &str,
+    event_id: &str,
+    request: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, before) = attempt_page(request)?;
+    let page = app.attempts.by_event(tenant_id, event_id, before, limit);
+    Ok(json(StatusCode::OK, &page))
+}
+
+/// Reads `limit` and an attempts iterator, which is a sequence number.
+pub fn attempt_page(request: &Request<Incoming>) -> Result<(usize, Option<u64>), ApiError> {
+    let (limit, iterator) = Query::of(request).page()?;
+    let before = iterator
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_query",
+                    format!("iterator {text:?} is not one this API returned"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok((limit, before))
+}

@@ -1,0 +1,234 @@
+//! Idempotency-Key: the first successful response to a key is stored for a window, and a
+//! repeated request with the same key and body gets that response without producing again.
+//!
+//! Keys are remembered per instance and per tenant. Requests with the same key that reach
+//! different instances, or arrive after a restart, produce again; they still carry the same
+//! event id, which is derived from the key, so receivers can drop the duplicate by webhook-id.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use sha2::{Digest, Sha256};
+
+/// Longest Idempotency-Key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 255;
+
+type Slot = (String, String);
+
+/// What a request with a key should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First use of the key: process the request, then call [`IdempotencyCache::finish`].
+    New,
+    /// Repeated key: respond with the stored response.
+    Replay(StatusCode, Bytes),
+    /// The first request with this key is still being processed.
+    InFlight,
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+enum State {
+    InFlight,
+    Done(StatusCode, Bytes),
+}
+
+struct Entry {
+    fingerprint: [u8; 32],
+    created: Instant,
+    state: State,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_slot: HashMap<Slot, Entry>,
+    /// Slots in creation order, for expiry.
+    order: VecDeque<(Slot, Instant)>,
+}
+
+/// Stored responses by tenant and key.
+pub struct IdempotencyCache {
+    window: Duration,
+    max_keys: usize,
+    entries: Mutex<Entries>,
+}
+
+impl IdempotencyCache {
+    pub fn new(window: Duration, max_keys: usize) -> Self {
+        IdempotencyCache {
+            window,
+            max_keys: max_keys.max(1),
+            entries: Mutex::default(),
+        }
+    }
+
+    /// Claims `key` for a request with `body`.
+    pub fn claim(&self, tenant_id: &str, key: &str, body: &[u8]) -> Claim {
+        let fingerprint: [u8; 32] = Sha256::digest(body).into();
+        let slot = (tenant_id.to_string(), key.to_string());
+        let now = Instant::now();
+        let mut entries = self.lock();
+        self.expire(&mut entries, now);
+        if let Some(entry) = entries.by_slot.get(&slot) {
+            return match (&entry.state, entry.fingerprint == fingerprint) {
+                (_, false) => Claim::Mismatch,
+                (State::InFlight, true) => Claim::InFlight,
+                (State::Done(status, body), true) => Claim::Replay(*status, body.clone()),
+            };
+        }
+        while entries.by_slot.len() >= self.max_keys {
+            let Some((oldest, created)) = entries.order.pop_front() else {
+                break;
+            };
+            if entries
+                .by_slot
+                .get(&oldest)
+                .is_some_and(|entry| entry.created == created)
+            {
+                entries.by_slot.remove(&oldest);
+            }
+        }
+        entries.order.push_back((slot.clone(), now));
+        entries.by_slot.insert(
+            slot,
+            Entry {
+                fingerprint,
+                created: now,
+                state: State::InFlight,
+            },
+        );
+        Claim::New
+    }
+
+    /// Stores the response to a claimed key. A failed request releases the key instead, so
+    /// the client can retry it.
+    pub fn finish(&self, tenant_id: &str, key: &str, status: StatusCode, body: Bytes) {
+        let slot = (tenant_id.to_string(), key.to_string());
+        let mut entries = self.lock();
+        if status.is_success() {
+            if let Some(entry) = entries.by_slot.get_mut(&slot) {
+                entry.state = State::Done(status, body);
+            }
+        } else {
+            entries.by_slot.remove(&slot);
+        }
+    }
+
+    fn expire(&self, entries: &mut Entries, now: Instant) {
+        while let Some((slot, created)) = entries.order.front() {
+            if now.duration_since(*created) < self.window {
+                break;
+            }
+            // A slot released and claimed again has a newer entry; keep that one.
+            if entries
+                .by_slot
+                .get(slot)
+                .is_some_and(|entry| entry.created == *created)
+            {
+                entries.by_slot.remove(slot);
+            }
+            entries.order.pop_front();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Checks a key: 1 to [`MAX_KEY_BYTES`] visible ASCII characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_BYTES} characters long"
+        ));
+    }
+    if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("Idempotency-Key may contain only visible ASCII characters".into());
+    }
+    Ok(())
+}
+
+/// Derives the event id of a request that names no id from its tenant and key.
+pub fn event_id(tenant_id: &str, key: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(tenant_id.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    format!("evt_{}", &hex::encode(digest)[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = br#"{"type":"a","payload":{}}"#;
+
+    #[test]
+    fn repeated_key_replays_first_response() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::InFlight);
+        cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::from_static(b"{}"));
+        assert_eq!(
+            cache.claim("tn_1", "k", BODY),
+            Claim::Replay(StatusCode::CREATED, Bytes::from_static(b"{}"))
+        );
+    }
+
+    #[test]
+    fn key_with_other_body_is_mismatch() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", b"{}"), Claim::Mismatch);
+    }
+
+    #[test]
+    fn keys_are_per_tenant() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_2", "k", BODY), Claim::New);
+        assert_ne!(event_id("tn_1", "k"), event_id("tn_2", "k"));
+    }
+
+    #[test]
+    fn failed_request_releases_key() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        cache.finish("tn_1", "k", StatusCode::SERVICE_UNAVAILABLE, Bytes::new());
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+    }
+
+    #[test]
+    fn keys_expire_after_window() {
+        let cache = IdempotencyCache::new(Duration::ZERO, 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::new());
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+    }
+
+    #[test]
+    fn oldest_key_is_forgotten_at_capacity() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 2);
+        for key in ["a", "b", "c"] {
+            assert_eq!(cache.claim("tn_1", key, BODY), Claim::New);
+            cache.finish("tn_1", key, StatusCode::CREATED, Bytes::new());
+        }
+        assert_eq!(cache.claim("tn_1", "a", BODY), Claim::New);
+        assert!(matches!(cache.claim("tn_1", "c", BODY), Claim::Replay(..)));
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("order-42").is_ok());
+        assert!(check_key("").is_err());
+        assert!(check_key("has space").is_err());
+        assert!(check_key(&"x".repeat(MAX_KEY_BYTES + 1)).is_err());
+    }
+}
