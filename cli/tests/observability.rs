@@ -270,6 +270,29 @@ async fn ingest_metrics_count_responses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_metrics_count_responses() {
+    let mut env = Env::new("api-metrics").await;
+    let api_port = free_port();
+    let metrics_port = free_port();
+    let api = format!("127.0.0.1:{api_port}");
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    env.spawn(&["api", "--listen", &api, "--metrics-addr", &metrics]);
+    assert!(wait_for_port(api_port).await);
+    assert!(wait_for_port(metrics_port).await);
+
+    let url = format!("http://{api}/v1/endpoints");
+    let wrong_key = [("authorization", "Bearer not-a-key")];
+    for _ in 0..2 {
+        let (status, _) = http_request("GET", &url, &wrong_key, Vec::new()).await;
+        assert_eq!(status, 401);
+    }
+
+    let scraped = scrape(metrics_port).await;
+    let unauthorized = "aurora_api_requests_total{status=\"401\"}";
+    assert_eq!(sample(&scraped, unauthorized), Some(2.0), "{scraped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_follow_reports_progress() {
     let mut env = Env::with_layout(
         "follow",

@@ -89,6 +89,7 @@ struct Families {
     events_unmatched: Counter,
     deliveries_routed: Counter,
     ingest_requests: Family<StatusLabels, Counter>,
+    api_requests: Family<StatusLabels, Counter>,
     consumer_lag: Family<LagLabels, Gauge>,
 }
 
@@ -139,6 +140,7 @@ impl Metrics {
             events_unmatched: Counter::default(),
             deliveries_routed: Counter::default(),
             ingest_requests: Family::default(),
+            api_requests: Family::default(),
             consumer_lag: Family::default(),
         };
         let endpoints = Arc::new(EndpointCollector::default());
@@ -230,10 +232,17 @@ impl Metrics {
         }
     }
 
-    /// Returns the handles of the ingest API.
-    pub fn ingest(&self) -> IngestMetrics {
-        IngestMetrics {
+    /// Returns the response counter of the ingest API.
+    pub fn ingest(&self) -> RequestMetrics {
+        RequestMetrics {
             requests: self.families.ingest_requests.clone(),
+        }
+    }
+
+    /// Returns the response counter of the tenant API.
+    pub fn api(&self) -> RequestMetrics {
+        RequestMetrics {
+            requests: self.families.api_requests.clone(),
         }
     }
 
@@ -319,6 +328,11 @@ fn register_families(registry: &mut Registry, families: &Families) {
         "ingest_requests",
         "Requests to the ingest API, by HTTP response status.",
         families.ingest_requests.clone(),
+    );
+    registry.register(
+        "api_requests",
+        "Requests to the tenant API, by HTTP response status.",
+        families.api_requests.clone(),
     );
     registry.register(
         "consumer_lag",
@@ -501,13 +515,13 @@ impl RetryMetrics {
     }
 }
 
-/// Metric handles of the ingest API.
+/// Responses of an HTTP API by status: the ingest API's or the tenant API's.
 #[derive(Clone, Debug, Default)]
-pub struct IngestMetrics {
+pub struct RequestMetrics {
     requests: Family<StatusLabels, Counter>,
 }
 
-impl IngestMetrics {
+impl RequestMetrics {
     /// Counts a response by its HTTP status.
     pub fn request(&self, status: u16) {
         self.requests.get_or_create(&StatusLabels { status }).inc();

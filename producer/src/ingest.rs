@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aurora_common::metrics::IngestMetrics;
+use aurora_common::metrics::RequestMetrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -39,7 +39,7 @@ struct EventRequest {
 struct Api {
     producer: EventProducer,
     max_body_bytes: usize,
-    metrics: IngestMetrics,
+    metrics: RequestMetrics,
 }
 
 /// Serves the ingest API on `listener` until `shutdown` is cancelled, counting responses
@@ -48,7 +48,7 @@ pub async fn serve(
     listener: TcpListener,
     producer: EventProducer,
     max_body_bytes: usize,
-    metrics: IngestMetrics,
+    metrics: RequestMetrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let api = Arc::new(Api {
