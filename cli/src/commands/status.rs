@@ -22,7 +22,7 @@ use super::dlq::parse_time_ms;
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Characters of the last error shown in the table; `--json` has all of it.
-const ERROR_COLUMN_CHARS: usize = 60;
+const ERROR_COLUMN_CHARS: usize = 100;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
