@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ApiError;
 use crate::http::{json, json_body, no_content, page_by_key, timestamp, HttpResponse, Query};
-use crate::server::App;
+use crate::server::{write_row, App};
 
 /// Longest endpoint URL, in bytes.
 const MAX_URL_BYTES: usize = 2048;
@@ -389,17 +389,7 @@ fn set_enabled(endpoint: &mut Subscription, enabled: bool) {
 
 /// Writes an endpoint version and waits until this instance has read it back.
 async fn write(app: &App, endpoint: &Subscription) -> Result<(), ApiError> {
-    let value = aurora_schemas::encode(endpoint).map_err(|error| ApiError::internal(&error))?;
-    produce(
-        &app.producer,
-        &app.topics.subscriptions,
-        endpoint.endpoint_id.as_bytes(),
-        &value,
-        None,
-    )
-    .await?;
-    app.subscriptions.catch_up().await?;
-    Ok(())
+    write_row(app, &app.topics.subscriptions, &app.subscriptions, endpoint).await
 }
 
 /// Records an enable or disable on the operations topic, as `aurora endpoint` does.

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_common::kafka::Producer;
+use aurora_common::produce::produce;
 use aurora_common::sealed::SealKey;
-use aurora_common::{SubscriptionTable, TenantTable, Topics};
+use aurora_common::table::TableRecord;
+use aurora_common::{SubscriptionTable, Table, TenantTable, Topics};
 use aurora_producer::{Encoding, EventProducer};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -43,6 +45,20 @@ pub struct App {
     pub idempotency: IdempotencyCache,
     pub attempts: Arc<AttemptStore>,
     pub seal_key: SealKey,
+}
+
+/// Writes a row of a compacted topic and waits until this instance's table has read it back,
+/// so the next request sees it.
+pub async fn write_row<T: TableRecord>(
+    app: &App,
+    topic: &str,
+    table: &Table<T>,
+    row: &T,
+) -> Result<(), ApiError> {
+    let value = aurora_schemas::encode(row).map_err(|error| ApiError::internal(&error))?;
+    produce(&app.producer, topic, row.key().as_bytes(), &value, None).await?;
+    table.catch_up().await?;
+    Ok(())
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.

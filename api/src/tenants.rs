@@ -1,6 +1,5 @@
 //! Admin routes: tenants and their API keys.
 
-use aurora_common::produce::produce;
 use aurora_common::time::now_ms;
 use aurora_schemas::{ApiKey, Tenant};
 use hyper::body::Incoming;
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::generate_api_key;
 use crate::error::ApiError;
 use crate::http::{json, json_body, no_content, page_by_key, timestamp, HttpResponse, Query};
-use crate::server::App;
+use crate::server::{write_row, App};
 
 /// Longest tenant name, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -176,15 +175,5 @@ async fn found(app: &App, tenant_id: &str) -> Result<Tenant, ApiError> {
 
 /// Writes a tenant and waits until this instance has read it back.
 async fn write(app: &App, tenant: &Tenant) -> Result<(), ApiError> {
-    let value = aurora_schemas::encode(tenant).map_err(|error| ApiError::internal(&error))?;
-    produce(
-        &app.producer,
-        &app.topics.tenants,
-        tenant.tenant_id.as_bytes(),
-        &value,
-        None,
-    )
-    .await?;
-    app.tenants.catch_up().await?;
-    Ok(())
+    write_row(app, &app.topics.tenants, &app.tenants, tenant).await
 }

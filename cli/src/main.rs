@@ -81,6 +81,9 @@ enum Command {
     /// Add, list or remove endpoints on the subscriptions topic.
     #[command(subcommand)]
     Endpoint(commands::endpoint::EndpointCommand),
+    /// Carry events between Amazon SNS/SQS and the events topic.
+    #[command(subcommand)]
+    Bridge(commands::bridge::BridgeCommand),
 }
 
 fn main() -> ExitCode {
@@ -139,6 +142,7 @@ async fn run(kafka: KafkaArgs, seal_key: Option<SealKey>, command: Command) -> a
         Command::Endpoint(command) => {
             commands::endpoint::run(&kafka, seal_key.as_ref(), command).await
         }
+        Command::Bridge(command) => commands::bridge::run(&kafka, command).await,
     }
 }
 

@@ -206,3 +206,44 @@ async fn bad_configuration_stops_startup_naming_the_setting() {
         assert!(stderr.contains(named), "{variable}={value}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_verifies_ed25519_with_public_key() {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let other = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let public_key = format!("whpk_{}", STANDARD.encode(key.verifying_key().to_bytes()));
+    let port = free_port();
+    let _listener = tokio::process::Command::new(support::AURORA)
+        .args([
+            "listen",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--secret",
+            &public_key,
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(wait_for_port(port).await);
+    let body = br#"{"hello":"world"}"#;
+    let timestamp = now_secs().to_string();
+    let post = |signer: &ed25519_dalek::SigningKey| {
+        let mut content = format!("msg_1.{timestamp}.").into_bytes();
+        content.extend_from_slice(body);
+        let signature = format!("v1a,{}", STANDARD.encode(signer.sign(&content).to_bytes()));
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let timestamp = timestamp.clone();
+        async move {
+            let headers = [
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", timestamp.as_str()),
+                ("webhook-signature", signature.as_str()),
+            ];
+            http_request("POST", &url, &headers, body.to_vec()).await.0
+        }
+    };
+    assert_eq!(post(&key).await, 204);
+    assert_eq!(post(&other).await, 401, "a signature by another key passed");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aurora_deliverer::signature::Secret;
+use aurora_deliverer::signature::{PublicKey, Secret, SignatureError, PUBLIC_KEY_PREFIX};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,7 +26,8 @@ pub struct ListenArgs {
     /// Address to listen on.
     #[arg(long, env = "AURORA_LISTEN_ADDRESS", default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
-    /// Signing secret (whsec_<base64>) the requests must be signed with; repeatable.
+    /// Key the requests must be signed with: a whsec_<base64> secret, or the whpk_<base64>
+    /// public key of an ed25519 endpoint; repeatable.
     #[arg(
         long = "secret",
         env = "AURORA_LISTEN_SECRET",
@@ -42,8 +43,43 @@ pub struct ListenArgs {
     tolerance: Duration,
 }
 
+/// A key that checks signatures.
+enum Verifier {
+    Hmac(Secret),
+    Ed25519(PublicKey),
+}
+
+impl Verifier {
+    fn parse(text: &str) -> Result<Verifier, SignatureError> {
+        if text.starts_with(PUBLIC_KEY_PREFIX) {
+            PublicKey::parse(text).map(Verifier::Ed25519)
+        } else {
+            Secret::parse(text).map(Verifier::Hmac)
+        }
+    }
+
+    fn verify(
+        &self,
+        id: Option<&str>,
+        timestamp: Option<&str>,
+        signatures: Option<&str>,
+        body: &[u8],
+        now_secs: i64,
+        tolerance_secs: i64,
+    ) -> Result<(), SignatureError> {
+        match self {
+            Verifier::Hmac(secret) => {
+                secret.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
+            }
+            Verifier::Ed25519(key) => {
+                key.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
+            }
+        }
+    }
+}
+
 struct Listener {
-    secrets: Vec<Secret>,
+    secrets: Vec<Verifier>,
     status: StatusCode,
     tolerance_secs: i64,
 }
@@ -52,7 +88,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     let secrets = args
         .secrets
         .iter()
-        .map(|secret| Secret::parse(secret))
+        .map(|secret| Verifier::parse(secret))
         .collect::<Result<Vec<_>, _>>()
         .context("invalid --secret")?;
     let listener = Arc::new(Listener {

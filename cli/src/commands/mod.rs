@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod api;
+pub mod bridge;
 pub mod components;
 pub mod dev;
 pub mod dlq;

@@ -3,6 +3,8 @@
 //! from the Standard Webhooks specification.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -112,6 +114,17 @@ impl Env {
                 "RUST_LOG",
                 std::env::var("AURORA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // Dummy AWS credentials and region for the emulator; EC2 metadata and the user's
+            // AWS files are never read.
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", aws::REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
             .kill_on_drop(true);
         command
     }
@@ -126,8 +139,14 @@ impl Env {
 
     /// Starts a long-running `aurora` component; it is killed when the test ends.
     pub fn spawn(&mut self, args: &[&str]) -> usize {
-        let child = self
-            .command(args)
+        self.spawn_with_env(args, &[])
+    }
+
+    /// Starts a long-running `aurora` component with extra environment variables.
+    pub fn spawn_with_env(&mut self, args: &[&str], vars: &[(&str, &str)]) -> usize {
+        let mut command = self.command(args);
+        command.envs(vars.iter().copied());
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
