@@ -90,6 +90,7 @@ struct Families {
     deliveries_routed: Counter,
     ingest_requests: Family<StatusLabels, Counter>,
     api_requests: Family<StatusLabels, Counter>,
+    bridge_events: Counter,
     consumer_lag: Family<LagLabels, Gauge>,
 }
 
@@ -141,6 +142,7 @@ impl Metrics {
             deliveries_routed: Counter::default(),
             ingest_requests: Family::default(),
             api_requests: Family::default(),
+            bridge_events: Counter::default(),
             consumer_lag: Family::default(),
         };
         let endpoints = Arc::new(EndpointCollector::default());
@@ -246,6 +248,14 @@ impl Metrics {
         }
     }
 
+    /// Returns the handles of `aurora bridge sqs-in`.
+    pub fn sqs_in(&self) -> SqsInMetrics {
+        SqsInMetrics {
+            events: self.families.bridge_events.clone(),
+            quarantined: self.quarantined("bridge-sqs-in"),
+        }
+    }
+
     /// Returns a consumer lag reporter for `group`, or `None` when this registry is not
     /// served, so that consumers request no statistics from librdkafka.
     pub fn consumer_lag(&self, group: &str) -> Option<LagReporter> {
@@ -333,6 +343,11 @@ fn register_families(registry: &mut Registry, families: &Families) {
         "api_requests",
         "Requests to the tenant API, by HTTP response status.",
         families.api_requests.clone(),
+    );
+    registry.register(
+        "bridge_sqs_events",
+        "Events the SQS bridge produced from queue messages, counted once the broker acknowledged them.",
+        families.bridge_events.clone(),
     );
     registry.register(
         "consumer_lag",
@@ -525,6 +540,20 @@ impl RequestMetrics {
     /// Counts a response by its HTTP status.
     pub fn request(&self, status: u16) {
         self.requests.get_or_create(&StatusLabels { status }).inc();
+    }
+}
+
+/// Metric handles of `aurora bridge sqs-in`.
+#[derive(Clone, Debug)]
+pub struct SqsInMetrics {
+    pub events: Counter,
+    pub quarantined: Counter,
+}
+
+impl Default for SqsInMetrics {
+    /// Handles on a registry that is not served.
+    fn default() -> Self {
+        Metrics::default().sqs_in()
     }
 }
 
