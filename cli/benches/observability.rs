@@ -18,7 +18,8 @@ fn per_operation(elapsed: Duration, iterations: u32) -> f64 {
     elapsed.as_nanos() as f64 / f64::from(iterations)
 }
 
-/// One delivered attempt as the deliverer records it: an outcome counter and the histogram.
+/// Measures one delivered attempt as the deliverer records it: an outcome counter and the
+/// histogram.
 fn record_metrics() -> f64 {
     let metrics = Metrics::new();
     let deliverer = metrics.deliverer(&[RetryTier::new("bench.", Duration::from_secs(1))]);
@@ -32,8 +33,8 @@ fn record_metrics() -> f64 {
     per_operation(started.elapsed(), METRIC_ITERATIONS)
 }
 
-/// One `delivery` span as the deliverer opens it, entered once, under the JSON format
-/// writing to a sink at `level`.
+/// Measures one `delivery` span as the deliverer opens it, entered once, under the JSON
+/// format writing to a sink at `level`.
 fn open_spans(level: &str) -> f64 {
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -58,7 +59,7 @@ fn open_spans(level: &str) -> f64 {
     })
 }
 
-/// Encoding every metric with a thousand endpoints in flight.
+/// Measures encoding every metric with a thousand endpoints in flight.
 fn encode_scrape() -> (f64, usize) {
     let metrics = Metrics::new();
     let deliverer = metrics.deliverer(&[]);

@@ -416,7 +416,7 @@ impl DelivererMetrics {
     }
 }
 
-/// What one endpoint holds at the moment of a scrape.
+/// Load of one endpoint at the moment of a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointLoad {
     pub endpoint_id: String,

@@ -1,5 +1,5 @@
-//! Reading a topic once, for commands and tools: every partition from the beginning (or a
-//! given offset) to its end at the time of the call; and a group's committed offsets.
+//! Reading a topic once, for commands and tools, from the beginning or a given offset to the
+//! end of every partition at the time of the call. Also a group's committed offsets.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
