@@ -139,7 +139,7 @@ pub async fn create(
         r#"{"url": "https://...", "event_types"?: [...], "description"?: ..., "rate_limit"?: {"per_second": n}, "signing"?: "hmac" | "ed25519"}"#,
     )
     .await?;
-    check_url(app, &body.url)?;
+    let url = check_url(app, &body.url)?;
     check_description(&body.description)?;
     let event_types = body.event_types.unwrap_or_else(|| vec!["*".to_string()]);
     check_filters(&event_types)?;
@@ -158,7 +158,7 @@ pub async fn create(
     let subscription = Subscription {
         secret: app.seal_key.seal(&endpoint_id, &secret),
         endpoint_id,
-        url: body.url,
+        url,
         event_types,
         rate_limit,
         enabled,
@@ -239,10 +239,10 @@ pub async fn update(
         r#"any of {"url", "description", "event_types", "rate_limit", "enabled"}"#,
     )
     .await?;
+    let _turn = app.locks.lock(endpoint_id).await;
     let mut endpoint = owned(app, tenant_id, endpoint_id).await?;
     if let Some(url) = body.url {
-        check_url(app, &url)?;
-        endpoint.url = url;
+        endpoint.url = check_url(app, &url)?;
     }
     if let Some(description) = body.description {
         check_description(&description)?;
@@ -273,6 +273,7 @@ pub async fn enable(
     endpoint_id: &str,
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
+    let _turn = app.locks.lock(endpoint_id).await;
     let mut endpoint = owned(app, tenant_id, endpoint_id).await?;
     set_enabled(&mut endpoint, enabled);
     endpoint.updated_at_ms = now_ms();
@@ -288,6 +289,7 @@ pub async fn delete(
     tenant_id: &str,
     endpoint_id: &str,
 ) -> Result<HttpResponse, ApiError> {
+    let _turn = app.locks.lock(endpoint_id).await;
     owned(app, tenant_id, endpoint_id).await?;
     let tombstone: FutureRecord<'_, str, [u8]> =
         FutureRecord::to(&app.topics.subscriptions).key(endpoint_id);
@@ -318,6 +320,7 @@ pub async fn rotate(
     endpoint_id: &str,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::http::check_json_content_type(&request)?;
     let body = crate::http::read_body(request, app.config.max_body_bytes).await?;
     let body: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
         RotateSecret::default()
@@ -327,6 +330,7 @@ pub async fn rotate(
             r#"{"secret"?: "whsec_..." | "whsk_...", "window_seconds"?: n}"#,
         )?
     };
+    let _turn = app.locks.lock(endpoint_id).await;
     let mut endpoint = owned(app, tenant_id, endpoint_id).await?;
     let current = signing_key(app, &endpoint)?;
     let secret = match body.secret {
@@ -478,42 +482,50 @@ fn secret_view(app: &App, endpoint: &Subscription) -> Result<SecretView, ApiErro
     })
 }
 
-/// Checks a URL: absolute http or https, a host, no credentials, and no literal address the
-/// SSRF guard refuses. Hostnames are resolved and checked on every delivery instead, because
-/// what they resolve to can change.
-fn check_url(app: &App, url: &str) -> Result<(), ApiError> {
+/// Checks a URL and returns it normalized: absolute http or https, a host, a port from 1 to
+/// 65535, no credentials, and no literal address the SSRF guard refuses. The WHATWG parser
+/// reads every form of a literal address (`127.1`, `0x7f000001`, `[::ffff:7f00:1]`), so the
+/// check sees what a connection would use. Hostnames are resolved and checked on every
+/// delivery instead, because what they resolve to can change.
+fn check_url(app: &App, url: &str) -> Result<String, ApiError> {
     let invalid =
         |why: &str| ApiError::invalid("invalid_url", format!("url {url:?} is not usable: {why}"));
     if url.len() > MAX_URL_BYTES {
         return Err(invalid(&format!("it is longer than {MAX_URL_BYTES} bytes")));
     }
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|_| invalid("give an absolute http:// or https:// URL"))?;
-    let scheme = uri.scheme_str().unwrap_or("");
+    let parsed = url::Url::parse(url).map_err(|error| {
+        invalid(&format!(
+            "{error}; give an absolute http:// or https:// URL"
+        ))
+    })?;
+    let scheme = parsed.scheme();
     if scheme != "http" && scheme != "https" {
         return Err(invalid("give an absolute http:// or https:// URL"));
     }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| invalid("the URL has no host"))?;
-    if authority.as_str().contains('@') {
+    if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid("credentials in the URL are not supported"));
     }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err(invalid("the URL has no host"));
+    if parsed.port() == Some(0) {
+        return Err(invalid("port 0 cannot be connected to"));
     }
     if app.config.guard.require_https && scheme != "https" {
         return Err(invalid("this server delivers only to https:// URLs"));
     }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
+    let address = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(domain)) if !domain.is_empty() => None,
+        _ => return Err(invalid("the URL has no host")),
+    };
+    if let Some(ip) = address {
         app.config.guard.check(ip).map_err(|reason| {
-            ApiError::invalid("url_forbidden", format!("url {url:?} is refused: {reason}"))
+            ApiError::invalid(
+                "url_forbidden",
+                format!("url {url:?} is refused: {reason}; deliveries to this range are blocked unless the operator allows the subnet"),
+            )
         })?;
     }
-    Ok(())
+    Ok(parsed.into())
 }
 
 fn check_description(description: &str) -> Result<(), ApiError> {

@@ -123,6 +123,11 @@ async fn send(
         Err(aurora_producer::Error::InvalidEvent(reason)) => {
             Err(ApiError::invalid("invalid_event", reason))
         }
+        Err(error) if error.is_too_large() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the event is larger than the broker accepts (its message.max.bytes, 1,000,000 bytes by default); send a smaller payload",
+        )),
         Err(error) => Err(ApiError::unavailable(&error)),
     }
 }

@@ -65,9 +65,10 @@ impl IdempotencyCache {
         }
     }
 
-    /// Claims `key` for a request with `body`.
+    /// Claims `key` for a request with `body`. Bodies that are the same JSON count as the
+    /// same, whatever their spacing or key order.
     pub fn claim(&self, tenant_id: &str, key: &str, body: &[u8]) -> Claim {
-        let fingerprint: [u8; 32] = Sha256::digest(body).into();
+        let fingerprint = fingerprint(body);
         let slot = (tenant_id.to_string(), key.to_string());
         let now = Instant::now();
         let mut entries = self.lock();
@@ -141,6 +142,16 @@ impl IdempotencyCache {
     }
 }
 
+/// SHA-256 of a body's JSON with keys sorted and no spacing, or of its bytes when it is not
+/// JSON.
+fn fingerprint(body: &[u8]) -> [u8; 32] {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        // serde_json's map is ordered by key, so serializing sorts the keys.
+        Ok(value) => Sha256::digest(value.to_string().as_bytes()).into(),
+        Err(_) => Sha256::digest(body).into(),
+    }
+}
+
 /// Checks a key: 1 to [`MAX_KEY_BYTES`] visible ASCII characters.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -180,6 +191,18 @@ mod tests {
             cache.claim("tn_1", "k", BODY),
             Claim::Replay(StatusCode::CREATED, Bytes::from_static(b"{}"))
         );
+    }
+
+    #[test]
+    fn same_json_with_other_spacing_replays() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::new());
+        let reordered = br#"{ "payload": {}, "type": "a" }"#;
+        assert!(matches!(
+            cache.claim("tn_1", "k", reordered),
+            Claim::Replay(..)
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod http;
 mod idempotency;
+mod locks;
 mod server;
 mod tenants;
 

@@ -28,6 +28,7 @@ use crate::config::ApiConfig;
 use crate::error::{ApiError, Error};
 use crate::http::{error_response, json, HttpResponse};
 use crate::idempotency::IdempotencyCache;
+use crate::locks::KeyedLocks;
 use crate::{endpoints, events, tenants};
 
 /// Time a client has to send its request headers.
@@ -45,6 +46,8 @@ pub struct App {
     pub idempotency: IdempotencyCache,
     pub attempts: Arc<AttemptStore>,
     pub seal_key: SealKey,
+    /// Serializes changes to one endpoint or tenant through this instance.
+    pub locks: KeyedLocks,
 }
 
 /// Writes a row of a compacted topic and waits until this instance's table has read it back,
@@ -95,6 +98,7 @@ async fn start(config: ApiConfig, shutdown: &CancellationToken) -> Result<App, E
         auth: Authenticator::new(config.admin_key_sha256.clone(), tenants.clone()),
         idempotency: IdempotencyCache::new(config.idempotency_window, config.idempotency_max_keys),
         seal_key: config.seal_key.clone(),
+        locks: KeyedLocks::default(),
         attempts: store,
         topics,
         subscriptions,

@@ -73,10 +73,15 @@ pub async fn create(app: &App, request: Request<Incoming>) -> Result<HttpRespons
     let body: CreateTenant =
         json_body(request, app.config.max_body_bytes, r#"{"name": "..."}"#).await?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid(
             "invalid_name",
-            format!("name must be 1 to {MAX_NAME_CHARS} characters long"),
+            format!(
+                "name must be 1 to {MAX_NAME_CHARS} characters long, without control characters"
+            ),
         ));
     }
     let now = now_ms();
@@ -128,6 +133,7 @@ pub async fn get(app: &App, tenant_id: &str) -> Result<HttpResponse, ApiError> {
 
 /// `POST /v1/tenants/{id}/api-keys`: adds a key; existing keys stay valid.
 pub async fn create_key(app: &App, tenant_id: &str) -> Result<HttpResponse, ApiError> {
+    let _turn = app.locks.lock(tenant_id).await;
     let mut tenant = found(app, tenant_id).await?;
     let now = now_ms();
     let key = generate_api_key();
@@ -153,6 +159,7 @@ pub async fn revoke_key(
     tenant_id: &str,
     key_id: &str,
 ) -> Result<HttpResponse, ApiError> {
+    let _turn = app.locks.lock(tenant_id).await;
     let mut tenant = found(app, tenant_id).await?;
     let before = tenant.api_keys.len();
     tenant.api_keys.retain(|key| key.key_id != key_id);

@@ -219,6 +219,15 @@ async fn invalid_requests_get_json_errors() {
             json!({"url": "http://[::ffff:169.254.169.254]/x"}),
             "url_forbidden",
         ),
+        (json!({"url": "http://0xa000001/x"}), "url_forbidden"),
+        (json!({"url": "http://0/x"}), "url_forbidden"),
+        (json!({"url": "http://127.0.0.1:0/x"}), "invalid_url"),
+        (json!({"url": "http://127.0.0.1:65536/x"}), "invalid_url"),
+        (json!({"url": "http://[::ffff:a.b]/x"}), "invalid_url"),
+        (
+            json!({"url": "http://127.0.0.1/x", "event_types": ["a".repeat(300)]}),
+            "invalid_event_types",
+        ),
         (
             json!({"url": "http://127.0.0.1/x", "event_types": ["a.*.b"]}),
             "invalid_event_types",
@@ -254,6 +263,11 @@ async fn invalid_requests_get_json_errors() {
 
     let huge = json!({"type": "a", "payload": {"blob": "x".repeat(2 * 1024 * 1024)}});
     let (status, body) = api.call("POST", "/v1/events", &key, Some(huge)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "payload_too_large");
+    // Under the body limit but over the broker's record size limit.
+    let near_limit = json!({"type": "a", "payload": {"blob": "x".repeat(1_020_000)}});
+    let (status, body) = api.call("POST", "/v1/events", &key, Some(near_limit)).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["code"], "payload_too_large");
     let (status, body) = api.call("GET", "/v1/endpoints?limit=0", &key, None).await;
@@ -456,6 +470,53 @@ async fn secrets_are_sealed_on_the_topic() {
         assert!(
             !text.contains(encoded),
             "the secret is readable on the topic"
+        );
+    }
+}
+
+#[tokio::test]
+async fn urls_are_stored_normalized() {
+    let mut env = Env::new("api-urls").await;
+    let api = Api::start(&mut env).await;
+    let (_, key) = api.tenant("a").await;
+    let created = api
+        .endpoint(&key, json!({"url": "HTTP://127.1:8099/hook?x=1"}))
+        .await;
+    assert_eq!(created["url"], "http://127.0.0.1:8099/hook?x=1");
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_one_endpoint_all_apply() {
+    let mut env = Env::new("api-concurrent").await;
+    let api = Api::start(&mut env).await;
+    let (_, key) = api.tenant("a").await;
+    for round in 0..4 {
+        let created = api
+            .endpoint(&key, json!({"url": "http://127.0.0.1:9/x"}))
+            .await;
+        let id = created["id"].as_str().unwrap();
+        let path = format!("/v1/endpoints/{id}");
+        let description = format!("round {round}");
+        let disable_path = format!("{path}/disable");
+        let disable = api.call("POST", &disable_path, &key, None);
+        let update = api.call(
+            "PATCH",
+            &path,
+            &key,
+            Some(json!({"description": description})),
+        );
+        let ((disabled, _), (updated, _)) = tokio::join!(disable, update);
+        assert_eq!((disabled, updated), (200, 200));
+
+        let (_, endpoint) = api.call("GET", &path, &key, None).await;
+        assert_eq!(
+            endpoint["enabled"], false,
+            "round {round}: the disable was lost"
+        );
+        assert_eq!(
+            endpoint["description"],
+            description.as_str(),
+            "round {round}: the update was lost"
         );
     }
 }

@@ -156,6 +156,11 @@ impl Api {
             Err(Error::InvalidEvent(reason)) => {
                 error(StatusCode::BAD_REQUEST, "invalid_event", &reason)
             }
+            Err(failure) if failure.is_too_large() => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the event is larger than the broker accepts (its message.max.bytes, 1,000,000 bytes by default); send a smaller payload",
+            ),
             Err(failure) => {
                 tracing::error!(error = %failure, "Producing an ingested event failed.");
                 error(

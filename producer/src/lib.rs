@@ -62,6 +62,23 @@ pub enum Error {
     Schema(#[from] aurora_schemas::SchemaError),
 }
 
+impl Error {
+    /// Returns whether the broker or the client rejected the record as larger than
+    /// `message.max.bytes` allows, which no retry can fix.
+    pub fn is_too_large(&self) -> bool {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        matches!(
+            self,
+            Error::Produce(aurora_common::produce::ProduceError {
+                source: KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize
+                ),
+                ..
+            })
+        )
+    }
+}
+
 /// Producer of events, cheap to clone.
 #[derive(Clone)]
 pub struct EventProducer {

@@ -21,6 +21,12 @@ pub fn validate_filter(filter: &str) -> Result<(), String> {
     if filter.is_empty() {
         return Err("an event-type filter is empty".into());
     }
+    if filter.len() > aurora_common::contract::MAX_NAME_BYTES {
+        return Err(format!(
+            "filter {filter:?} is longer than {} bytes, the maximum length of an event type",
+            aurora_common::contract::MAX_NAME_BYTES
+        ));
+    }
     if !filter.chars().all(|c| c.is_ascii_graphic()) {
         return Err(format!(
             "filter {filter:?} may contain only visible ASCII characters, without spaces, like event types"

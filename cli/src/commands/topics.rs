@@ -21,13 +21,15 @@ pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
     create(kafka, &layout).await?;
     let topics = kafka.topics();
     println!(
-        "Topics ready: {}, {}, {}, {}, {}, {}{}",
+        "Topics ready: {}, {}, {}, {}, {}, {}, {}, {}{}",
         topics.events,
         topics.subscriptions,
         topics.deliveries,
         topics.attempts,
         topics.quarantine,
         topics.dead_letter,
+        topics.operations,
+        topics.tenants,
         topics
             .retry
             .iter()
