@@ -42,7 +42,15 @@ pub fn producer(args: &KafkaArgs) -> Result<Producer, Error> {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        // One below the idempotent producer's window of 5 requests per partition, so the
+        // connection's limit binds first. When the window of a partition is full and its next
+        // batch is ready, librdkafka 2.12's broker thread polls with a zero timeout until a
+        // response arrives. When the connection's limit is reached first, it waits on the
+        // socket instead.
+        // aurora-bench measured the router's CPU time fall from 8.6 to 1.4 s for 10,000
+        // events on tansu with one record per batch.
+        .set("max.in.flight.requests.per.connection", "4");
     apply(&mut config, &args.kafka_properties);
     apply(&mut config, &args.producer_properties);
     config
@@ -57,7 +65,12 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Bound what librdkafka fetches ahead of the handlers, so that a large backlog stays
+        // on the broker. With its defaults (100,000 records per partition, 64 MiB) a router
+        // draining 100,000 events on tansu peaked at 168 MiB of RSS.
+        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "16384");
     apply(&mut config, &args.kafka_properties);
     apply(&mut config, &args.consumer_properties);
     config

@@ -53,6 +53,9 @@ struct Shared<T> {
     progress: watch::Sender<Vec<Progress>>,
     /// Start time of the last completed catch-up, in epoch milliseconds.
     fresh_as_of_ms: RwLock<i64>,
+    /// Taken by [`Table::ensure_fresh`] for its catch-up, so that callers that
+    /// need one at the same time share it instead of each querying the broker.
+    catch_up_turn: tokio::sync::Mutex<()>,
 }
 
 /// How far the reader is in one partition.
@@ -130,6 +133,7 @@ impl<T: TableRecord> Table<T> {
             rows: RwLock::new(Arc::default()),
             progress: watch::channel(vec![Progress::default(); partitions as usize]).0,
             fresh_as_of_ms: RwLock::new(i64::MIN),
+            catch_up_turn: tokio::sync::Mutex::new(()),
         });
         let table = Table {
             shared,
@@ -183,22 +187,33 @@ impl<T: TableRecord> Table<T> {
         Ok(())
     }
 
-    /// Makes sure every change written before `time_ms` has been applied,
-    /// catching up only when the last catch-up started before that time.
+    /// Makes sure every change written before `time_ms` has been applied, catching up only
+    /// when the last catch-up started at or before that time.
     ///
-    /// NOTE: under a steady stream every record is newer than the last catch-up, so each call
-    /// costs one end-offset query per partition. That bounds routing and delivery rates;
-    /// sharing one catch-up among the records of a poll batch would remove most of the cost.
+    /// Guarantee: this returns only after a catch-up that started after `time_ms` has
+    /// completed. Callers that need a catch-up at the same time share one: they queue behind
+    /// the catch-up in progress, and when it completes every caller whose time is before its
+    /// start returns, while the rest share the next one. So at most one catch-up runs at a
+    /// time, a caller waits for at most two, and under a steady stream the broker receives one
+    /// end-offset query per partition per catch-up rather than per record.
     pub async fn ensure_fresh(&self, time_ms: i64) -> Result<(), Error> {
-        let fresh_as_of_ms = *self
-            .shared
-            .fresh_as_of_ms
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if time_ms < fresh_as_of_ms {
+        if time_ms < self.fresh_as_of_ms() {
+            return Ok(());
+        }
+        let _turn = self.shared.catch_up_turn.lock().await;
+        // The catch-up this call waited for may have started after `time_ms`.
+        if time_ms < self.fresh_as_of_ms() {
             return Ok(());
         }
         self.catch_up().await
+    }
+
+    fn fresh_as_of_ms(&self) -> i64 {
+        *self
+            .shared
+            .fresh_as_of_ms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn end_offsets(&self) -> Result<Vec<i64>, Error> {

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use aurora_schemas::{
-    decode, encode, Attempt, AttemptOutcome, AttemptSummary, Contract, Delivery, Event, Header,
-    Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription, Tenant,
+    decode, encode, ApiKey, Attempt, AttemptOutcome, AttemptSummary, Contract, Delivery, Event,
+    Header, Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription, Tenant,
 };
 use proptest::prelude::*;
 
@@ -32,6 +32,27 @@ fn sample_delivery() -> Delivery {
     }
 }
 
+/// Encodes a record the generic way: to an Avro value, resolved against the schema, then to
+/// bytes. `encode` serializes directly and must write the same bytes.
+fn value_encoding<T: Contract>(record: &T) -> Vec<u8> {
+    let schema = T::schemas().current();
+    let value = apache_avro::to_value(record)
+        .and_then(|value| value.resolve(schema))
+        .expect("record converts to a value of its schema");
+    apache_avro::to_avro_datum(schema, value).expect("value encodes")
+}
+
+/// Checks that `encode` wrote the header and then exactly the generic encoding.
+fn assert_encodes_like_values<T: Contract + std::fmt::Debug>(record: &T) {
+    let encoded = encode(record).unwrap();
+    assert_eq!(&encoded[..2], &[0xC3, 0x01], "{record:?}");
+    assert_eq!(
+        &encoded[10..],
+        value_encoding(record).as_slice(),
+        "{record:?}"
+    );
+}
+
 #[test]
 fn every_record_type_round_trips() {
     let event = Event {
@@ -44,6 +65,7 @@ fn every_record_type_round_trips() {
         tenant_id: "tn_1".into(),
     };
     assert_eq!(decode::<Event>(&encode(&event).unwrap()).unwrap(), event);
+    assert_encodes_like_values(&event);
 
     let subscription = Subscription {
         endpoint_id: "ep_1".into(),
@@ -66,12 +88,14 @@ fn every_record_type_round_trips() {
         decode::<Subscription>(&encode(&subscription).unwrap()).unwrap(),
         subscription
     );
+    assert_encodes_like_values(&subscription);
 
     let delivery = sample_delivery();
     assert_eq!(
         decode::<Delivery>(&encode(&delivery).unwrap()).unwrap(),
         delivery
     );
+    assert_encodes_like_values(&delivery);
 
     for outcome in [
         AttemptOutcome::Delivered,
@@ -98,6 +122,7 @@ fn every_record_type_round_trips() {
             decode::<Attempt>(&encode(&attempt).unwrap()).unwrap(),
             attempt
         );
+        assert_encodes_like_values(&attempt);
     }
 
     let quarantined = Quarantined {
@@ -117,6 +142,7 @@ fn every_record_type_round_trips() {
         decode::<Quarantined>(&encode(&quarantined).unwrap()).unwrap(),
         quarantined
     );
+    assert_encodes_like_values(&quarantined);
 
     let operation = Operation {
         endpoint_id: "ep_1".into(),
@@ -129,6 +155,21 @@ fn every_record_type_round_trips() {
         decode::<Operation>(&encode(&operation).unwrap()).unwrap(),
         operation
     );
+    assert_encodes_like_values(&operation);
+
+    let tenant = Tenant {
+        tenant_id: "tn_1".into(),
+        name: "Acme".into(),
+        api_keys: vec![ApiKey {
+            key_id: "key_1".into(),
+            sha256: "9f86d081884c7d65".into(),
+            created_at_ms: 3,
+        }],
+        created_at_ms: 3,
+        updated_at_ms: 4,
+    };
+    assert_eq!(decode::<Tenant>(&encode(&tenant).unwrap()).unwrap(), tenant);
+    assert_encodes_like_values(&tenant);
 }
 
 fn check<T: Contract>() -> Result<(), String> {
