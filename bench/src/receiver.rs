@@ -213,7 +213,7 @@ impl Receiver {
             return self.reject();
         }
         let endpoint = &self.endpoints[index];
-        if endpoint.failing && seq % 2 == 0 && !endpoint.failed_once.set(seq) {
+        if endpoint.failing && seq.is_multiple_of(2) && !endpoint.failed_once.set(seq) {
             self.counters
                 .failed_on_purpose
                 .fetch_add(1, Ordering::Relaxed);
