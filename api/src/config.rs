@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aurora_common::metrics::RequestMetrics;
 use aurora_common::sealed::SealKey;
 use aurora_common::KafkaArgs;
 use aurora_deliverer::Guard;
@@ -28,4 +29,6 @@ pub struct ApiConfig {
     pub rotation_window: Duration,
     /// Addresses endpoint URLs may name literally; hostnames are checked on every delivery.
     pub guard: Guard,
+    /// Counter of responses by status.
+    pub metrics: RequestMetrics,
 }

@@ -129,6 +129,7 @@ async fn handle(app: &App, request: Request<Incoming>) -> HttpResponse {
         Ok(response) => response,
         Err(error) => error_response(&error),
     };
+    app.config.metrics.request(response.status().as_u16());
     tracing::debug!(method = %method, path = %path, status = response.status().as_u16(), "API request handled.");
     response
 }

@@ -2,10 +2,12 @@
 //! webhook listener.
 
 mod commands;
+mod metrics_server;
+mod progress;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use aurora_common::sealed::SealKey;
 use aurora_common::{KafkaArgs, SealArgs};
@@ -32,6 +34,10 @@ struct Cli {
         global = true
     )]
     log_format: LogFormat,
+
+    /// Check the command's options and environment, print the command and the environment variables it reads as JSON, and exit without connecting.
+    #[arg(long, global = true)]
+    check_config: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -68,6 +74,8 @@ enum Command {
     Dlq(commands::dlq::DlqCommand),
     /// Reset a consumer group's offsets to an offset or a time, to process records again.
     Replay(commands::replay::ReplayArgs),
+    /// Print each endpoint's success rate, last error and backlog, and each group's backlog.
+    Status(commands::status::StatusArgs),
     /// Print the records of an internal topic as JSON lines.
     Inspect(commands::inspect::InspectArgs),
     /// Add, list or remove endpoints on the subscriptions topic.
@@ -79,7 +87,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     init_logging(cli.log_format);
     if let Err(error) = cli.kafka.validate() {
         eprintln!("error: {error}");
@@ -99,6 +111,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check_config {
+        println!("{}", checked_config(&matches));
+        return ExitCode::SUCCESS;
+    }
     match runtime.block_on(run(cli.kafka, seal_key, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -122,11 +138,41 @@ async fn run(kafka: KafkaArgs, seal_key: Option<SealKey>, command: Command) -> a
         Command::Dlq(command) => commands::dlq::run(&kafka, command).await,
         Command::Replay(args) => commands::replay::run(&kafka, args).await,
         Command::Inspect(args) => commands::inspect::run(&kafka, args).await,
+        Command::Status(args) => commands::status::run(&kafka, args).await,
         Command::Endpoint(command) => {
             commands::endpoint::run(&kafka, seal_key.as_ref(), command).await
         }
         Command::Bridge(command) => commands::bridge::run(&kafka, command).await,
     }
+}
+
+/// Describes the parsed command for `--check-config`: its subcommand path and every
+/// environment variable it reads, so that deployment files can be checked against the parser.
+fn checked_config(matches: &clap::ArgMatches) -> serde_json::Value {
+    let mut command = Cli::command();
+    command.build();
+    let mut path = Vec::new();
+    let mut environment = std::collections::BTreeSet::new();
+    let mut collect = |command: &clap::Command| {
+        for argument in command.get_arguments() {
+            if let Some(name) = argument.get_env() {
+                environment.insert(name.to_string_lossy().into_owned());
+            }
+        }
+    };
+    collect(&command);
+    let mut current = &command;
+    let mut current_matches = matches;
+    while let Some((name, sub_matches)) = current_matches.subcommand() {
+        let Some(sub_command) = current.find_subcommand(name) else {
+            break;
+        };
+        path.push(name.to_string());
+        collect(sub_command);
+        current = sub_command;
+        current_matches = sub_matches;
+    }
+    serde_json::json!({"command": path, "environment": environment})
 }
 
 fn init_logging(format: LogFormat) {

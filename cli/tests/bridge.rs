@@ -13,7 +13,10 @@ use aurora_schemas::Quarantined;
 use aws_sdk_sqs::types::QueueAttributeName;
 use rdkafka::Message;
 use support::aws::{string_attributes, Aws};
-use support::{send_events, test_secret, verify_signature, wait_until, Env, Receiver};
+use support::{
+    free_port, http_request, send_events, test_secret, verify_signature, wait_for_port, wait_until,
+    Env, Receiver,
+};
 
 /// Long-poll wait of the bridges in tests, short so that a stopped bridge stops quickly.
 const WAIT_TIME: &str = "1s";
@@ -292,7 +295,11 @@ async fn unmappable_messages_are_quarantined_and_deleted() {
     let mut env = Env::new("bridge-quarantine").await;
     let aws = Aws::connect().await;
     let queue = aws.create_queue("unmappable", &[]).await;
-    env.spawn(&sqs_in_args(&aws, &queue.url, &[]));
+    let metrics_port = free_port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
+    let metrics_option = ["--metrics-addr", metrics_address.as_str()];
+    env.spawn(&sqs_in_args(&aws, &queue.url, &metrics_option));
+    assert!(wait_for_port(metrics_port).await, "no metrics endpoint");
 
     let not_json = aws
         .send(&queue.url, "not json", &[("event_type", "a.b")])
@@ -339,6 +346,20 @@ async fn unmappable_messages_are_quarantined_and_deleted() {
         aws.wait_until_empty(&queue.url, Duration::from_secs(30))
             .await,
         "quarantined messages were not deleted"
+    );
+
+    let url = format!("http://{metrics_address}/metrics");
+    let (status, body) = http_request("GET", &url, &[], Vec::new()).await;
+    assert_eq!(status, 200);
+    let scraped = String::from_utf8_lossy(&body);
+    let lines: Vec<&str> = scraped.lines().collect();
+    assert!(
+        lines.contains(&"aurora_bridge_sqs_events_total 1"),
+        "{scraped}"
+    );
+    assert!(
+        lines.contains(&"aurora_quarantined_total{component=\"bridge-sqs-in\"} 2"),
+        "{scraped}"
     );
 }
 

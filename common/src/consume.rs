@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
 use crate::kafka::{consumer_config, ErrorLog};
+use crate::metrics::{LagReporter, Metrics};
 use crate::offsets::OffsetTracker;
 use crate::Error;
 
@@ -41,11 +42,18 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 pub struct CommitContext {
     tracker: Tracker,
     errors: ErrorLog,
+    lag: Option<LagReporter>,
 }
 
 impl ClientContext for CommitContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.report(&error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(lag) = &self.lag {
+            lag.report(statistics);
+        }
     }
 }
 
@@ -157,15 +165,35 @@ impl GroupConsumer {
         topics: &[&str],
         overrides: &[(&str, &str)],
     ) -> Result<Self, Error> {
+        GroupConsumer::with_metrics(args, group_id, topics, overrides, &Metrics::default())
+    }
+
+    /// Joins `group_id` and subscribes to `topics`; reports the group's lag to `metrics`
+    /// when they are served.
+    pub fn with_metrics(
+        args: &KafkaArgs,
+        group_id: &str,
+        topics: &[&str],
+        overrides: &[(&str, &str)],
+        metrics: &Metrics,
+    ) -> Result<Self, Error> {
         let tracker = Tracker::default();
         let mut config = consumer_config(args, group_id);
         for (key, value) in overrides {
             config.set(*key, *value);
         }
+        let lag = metrics.consumer_lag(group_id);
+        if let Some(lag) = &lag {
+            // A statistics.interval.ms the user set wins.
+            if config.get("statistics.interval.ms").is_none() {
+                config.set("statistics.interval.ms", lag.statistics_interval_ms());
+            }
+        }
         let consumer: StreamConsumer<CommitContext> = config
             .create_with_context(CommitContext {
                 tracker: tracker.clone(),
                 errors: ErrorLog::default(),
+                lag,
             })
             .map_err(Error::kafka(format!(
                 "creating consumer of group {group_id}"

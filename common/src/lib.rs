@@ -4,6 +4,7 @@ pub mod config;
 pub mod consume;
 pub mod contract;
 pub mod kafka;
+pub mod metrics;
 pub mod offsets;
 pub mod produce;
 pub mod quarantine;
@@ -14,6 +15,7 @@ pub mod time;
 pub mod topics;
 
 pub use config::{KafkaArgs, SealArgs, TopicArgs};
+pub use metrics::Metrics;
 pub use offsets::OffsetTracker;
 pub use table::{SubscriptionTable, Table, TenantTable};
 pub use topics::{RetryTier, Topics};

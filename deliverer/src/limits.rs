@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
+use aurora_common::metrics::{DelivererMetrics, EndpointLoad};
 use aurora_schemas::RateLimit;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,19 +19,30 @@ struct EndpointLimit {
     rate: Mutex<Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>>,
 }
 
+type Endpoints = Arc<Mutex<HashMap<String, Arc<EndpointLimit>>>>;
+
 /// Limits of every endpoint, created on first use.
 pub struct EndpointLimits {
     max_in_flight: usize,
     max_concurrency: usize,
-    endpoints: Mutex<HashMap<String, Arc<EndpointLimit>>>,
+    endpoints: Endpoints,
+    metrics: DelivererMetrics,
 }
 
 impl EndpointLimits {
-    pub fn new(max_in_flight: usize, max_concurrency: usize) -> Self {
+    /// Creates the limits and reports each endpoint's load to `metrics` at every scrape.
+    pub fn new(max_in_flight: usize, max_concurrency: usize, metrics: &DelivererMetrics) -> Self {
+        let endpoints = Endpoints::default();
+        let observed = Arc::downgrade(&endpoints);
+        metrics.observe_endpoints(move || {
+            let endpoints = observed.upgrade()?;
+            Some(load(&endpoints, max_in_flight, max_concurrency))
+        });
         EndpointLimits {
             max_in_flight,
             max_concurrency,
-            endpoints: Mutex::default(),
+            endpoints,
+            metrics: metrics.clone(),
         }
     }
 
@@ -86,11 +99,30 @@ impl EndpointLimits {
         if let Some(limiter) = rate_limiter(&limit, rate_limit) {
             if limiter.check().is_err() {
                 tracing::trace!(endpoint_id, "Rate limit reached; waiting.");
+                let waited = Instant::now();
                 limiter.until_ready().await;
+                self.metrics.rate_limit_waits.inc();
+                self.metrics
+                    .rate_limit_wait_seconds
+                    .inc_by(waited.elapsed().as_secs_f64());
             }
         }
         permit
     }
+}
+
+/// Returns the deliveries and requests each endpoint holds, from its semaphores' free places.
+fn load(endpoints: &Endpoints, max_in_flight: usize, max_concurrency: usize) -> Vec<EndpointLoad> {
+    let endpoints = endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+    let taken = |free: usize, max: usize| max.saturating_sub(free) as i64;
+    endpoints
+        .iter()
+        .map(|(endpoint_id, limit)| EndpointLoad {
+            endpoint_id: endpoint_id.clone(),
+            deliveries_in_flight: taken(limit.in_flight.available_permits(), max_in_flight),
+            requests_in_flight: taken(limit.concurrency.available_permits(), max_concurrency),
+        })
+        .collect()
 }
 
 /// Returns the endpoint's limiter for its current rate limit, rebuilt when the limit changes.

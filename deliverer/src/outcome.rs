@@ -6,6 +6,7 @@ use aurora_common::time::now_ms;
 use aurora_schemas::{
     Attempt, AttemptOutcome, Contract, Delivery, Operation, OperationKind, Subscription,
 };
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::message::OwnedMessage;
 
 use crate::classify::Verdict;
@@ -42,6 +43,10 @@ impl Shared {
         let step = self.next_step(&tried, change, now);
         let attempt = attempt_record(endpoint, &delivery, &tried, &step);
         log_attempt(&attempt);
+        let (outcome_counter, detail_counter) = self.outcome_counters(&tried.verdict, &step);
+        self.metrics
+            .attempt_seconds
+            .observe(tried.summary.duration_ms as f64 / 1000.0);
 
         let key = endpoint.endpoint_id.as_str();
         let mut pending = vec![self.enqueue(&self.topics.attempts, key, &attempt).await?];
@@ -75,11 +80,40 @@ impl Shared {
         for record in pending {
             record.acked().await?;
         }
+        outcome_counter.inc();
+        if let Some(counter) = detail_counter {
+            counter.inc();
+        }
         if disabled {
             // Later deliveries of this endpoint must see it disabled.
             self.table.catch_up().await?;
         }
         Ok(())
+    }
+
+    /// Returns the counter of the delivery's outcome, and the retry tier's or dead-letter
+    /// reason's counter.
+    fn outcome_counters(&self, verdict: &Verdict, step: &Step) -> (&Counter, Option<&Counter>) {
+        let metrics = &self.metrics;
+        match step {
+            Step::Delivered => (&metrics.delivered, None),
+            Step::Retry { tier, .. } => (
+                &metrics.retry_scheduled,
+                metrics.retries_scheduled.get(*tier),
+            ),
+            Step::DeadLetter { disable: None, .. } => (
+                &metrics.dead_lettered,
+                Some(&metrics.dead_letters.attempts_exhausted),
+            ),
+            Step::DeadLetter { .. } if matches!(verdict, Verdict::Gone { .. }) => (
+                &metrics.dead_lettered,
+                Some(&metrics.dead_letters.endpoint_gone),
+            ),
+            Step::DeadLetter { .. } => (
+                &metrics.dead_lettered,
+                Some(&metrics.dead_letters.endpoint_disabled),
+            ),
+        }
     }
 
     fn next_step(&self, tried: &Tried, change: Option<HealthChange>, now: i64) -> Step {
@@ -194,6 +228,7 @@ impl Shared {
             .await?
             .acked()
             .await?;
+        self.metrics.dead_lettered.inc();
         Ok(())
     }
 
@@ -208,6 +243,7 @@ impl Shared {
             .await?
             .acked()
             .await?;
+        self.metrics.quarantined.inc();
         Ok(())
     }
 

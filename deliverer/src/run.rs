@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aurora_common::consume::{GroupConsumer, Handler};
 use aurora_common::kafka::Producer;
+use aurora_common::metrics::{DelivererMetrics, Metrics};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
 use aurora_schemas::{AttemptSummary, Delivery, Subscription};
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::classify::{classify, Verdict};
 use crate::client::{Outgoing, WebhookClient};
@@ -42,6 +44,8 @@ pub struct DelivererConfig {
     pub guard: crate::ssrf::Guard,
     /// Key that opens sealed endpoint secrets; sealed secrets cannot be used without it.
     pub seal_key: Option<aurora_common::sealed::SealKey>,
+    /// Registry the deliverer records its metrics in.
+    pub metrics: Metrics,
 }
 
 /// Runs a deliverer until `shutdown` is cancelled.
@@ -52,10 +56,12 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
         SubscriptionTable::start(kafka, &topics.subscriptions, shutdown.child_token()).await?;
     let producer = aurora_common::kafka::producer(kafka)?;
     let group = kafka.group_id("deliverer");
-    let mut consumer = GroupConsumer::new(kafka, &group, &[&topics.deliveries], &[])?;
+    let mut consumer =
+        GroupConsumer::with_metrics(kafka, &group, &[&topics.deliveries], &[], &config.metrics)?;
     consumer.max_in_flight = config.max_in_flight;
     tracing::info!(topic = %topics.deliveries, group = %group, "Deliverer started.");
 
+    let metrics = config.metrics.deliverer(&topics.retry);
     let deliverer = Deliverer {
         shared: Arc::new(Shared {
             table,
@@ -65,11 +71,13 @@ pub async fn run(config: DelivererConfig, shutdown: CancellationToken) -> Result
             limits: EndpointLimits::new(
                 config.endpoint_max_in_flight,
                 config.endpoint_max_concurrency,
+                &metrics,
             ),
             health: Health::new(config.health),
             keys: KeyCache::new(config.seal_key.clone()),
             max_retry_after: config.max_retry_after,
             shutdown: shutdown.clone(),
+            metrics,
         }),
     };
     let result = consumer.run(shutdown, deliverer).await;
@@ -88,6 +96,7 @@ pub(crate) struct Shared {
     max_retry_after: Duration,
     /// Cancelled on shutdown: deliveries still waiting for their limits then start no request.
     shutdown: CancellationToken,
+    pub(crate) metrics: DelivererMetrics,
 }
 
 struct Deliverer {
@@ -110,12 +119,21 @@ impl Handler for Deliverer {
             Some(endpoint_id) => Some(self.shared.limits.hold(endpoint_id).await),
             None => None,
         };
+        let span = tracing::info_span!(
+            "delivery",
+            endpoint_id = endpoint_key.as_deref().unwrap_or_default(),
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            attempt = tracing::field::Empty,
+        );
         let shared = self.shared.clone();
-        Ok(Box::pin(async move {
+        let work = async move {
             let result = shared.process(message).await;
             drop(hold);
             result
-        }))
+        };
+        Ok(Box::pin(work.instrument(span)))
     }
 }
 
@@ -137,6 +155,8 @@ impl Shared {
             }
         };
 
+        tracing::Span::current().record("attempt", delivery.attempts.len() + 1);
+
         // Endpoint changes written before this delivery must be visible to it.
         let written_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
         self.table.ensure_fresh(written_ms).await?;
@@ -147,9 +167,13 @@ impl Shared {
                     "" => "endpoint disabled".to_string(),
                     why => format!("endpoint disabled: {why}"),
                 };
+                self.metrics.dead_letters.endpoint_disabled.inc();
                 return self.dead_letter(delivery, &reason).await;
             }
-            None => return self.dead_letter(delivery, "endpoint deleted").await,
+            None => {
+                self.metrics.dead_letters.endpoint_deleted.inc();
+                return self.dead_letter(delivery, "endpoint deleted").await;
+            }
         };
 
         let permit = self

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aurora_common::metrics::RequestMetrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -38,18 +39,22 @@ struct EventRequest {
 struct Api {
     producer: EventProducer,
     max_body_bytes: usize,
+    metrics: RequestMetrics,
 }
 
-/// Serves the ingest API on `listener` until `shutdown` is cancelled.
+/// Serves the ingest API on `listener` until `shutdown` is cancelled, counting responses
+/// by status in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     producer: EventProducer,
     max_body_bytes: usize,
+    metrics: RequestMetrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let api = Arc::new(Api {
         producer,
         max_body_bytes,
+        metrics,
     });
     tracing::info!(address = %listener.local_addr()?, "Ingest API listening.");
     loop {
@@ -65,7 +70,11 @@ pub async fn serve(
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, api: Arc<Api>) {
     let service = service_fn(move |request| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(api.handle(request).await) }
+        async move {
+            let response = api.handle(request).await;
+            api.metrics.request(response.status().as_u16());
+            Ok::<_, Infallible>(response)
+        }
     });
     if let Err(error) = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use aurora_common::consume::{CommitContext, GroupConsumer, Handler};
 use aurora_common::kafka::Producer;
+use aurora_common::metrics::{Metrics, RetryMetrics};
 use aurora_common::produce::enqueue;
 use aurora_common::time::now_ms;
 use aurora_common::KafkaArgs;
 use aurora_schemas::Delivery;
+use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, TopicPartitionList};
@@ -41,6 +43,8 @@ pub struct RetryConfig {
     pub kafka: KafkaArgs,
     /// Records held at once, waiting or being re-sent, at most.
     pub max_in_flight: usize,
+    /// Registry the retry stage records its metrics in.
+    pub metrics: Metrics,
 }
 
 /// Runs the retry stage until `shutdown` is cancelled.
@@ -54,7 +58,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         .collect();
     let group = kafka.group_id("retry");
     // A small fetch queue bounds how many waiting records a paused partition leaves in memory.
-    let mut consumer = GroupConsumer::new(
+    let mut consumer = GroupConsumer::with_metrics(
         kafka,
         &group,
         &tier_topics,
@@ -62,6 +66,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
             ("queued.max.messages.kbytes", "4096"),
             ("queued.min.messages", "1000"),
         ],
+        &config.metrics,
     )?;
     consumer.max_in_flight = config.max_in_flight;
     // Records waiting to be due cannot finish during shutdown. They stay uncommitted and are
@@ -75,6 +80,7 @@ pub async fn run(config: RetryConfig, shutdown: CancellationToken) -> Result<(),
         quarantine: topics.quarantine,
         consumer: consumer.consumer(),
         waiting: Arc::default(),
+        metrics: config.metrics.retry(&topics.retry),
     };
     let result = consumer.run(shutdown, retry).await;
     tracing::info!("Retry stage stopped.");
@@ -90,6 +96,7 @@ struct Retry {
     consumer: Arc<StreamConsumer<CommitContext>>,
     /// Records waiting per paused partition; the partition resumes when none are left.
     waiting: Waiting,
+    metrics: RetryMetrics,
 }
 
 type Done = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
@@ -112,8 +119,10 @@ impl Handler for Retry {
                 let key = aurora_common::quarantine::key(&record);
                 let pending =
                     enqueue(&producer, &self.quarantine, key.as_bytes(), &value, None).await?;
+                let quarantined = self.metrics.quarantined.clone();
                 return Ok(Box::pin(async move {
                     pending.acked().await?;
+                    quarantined.inc();
                     Ok(())
                 }));
             }
@@ -122,10 +131,12 @@ impl Handler for Retry {
         let wait_ms = delivery.not_before_ms.saturating_sub(now_ms());
         let partition = (message.topic().to_string(), message.partition());
         let hold = (wait_ms > 0).then(|| Hold::new(&self.consumer, &self.waiting, partition));
+        let tier = self.metrics.tier(message.topic()).cloned();
         let deliveries = self.deliveries.clone();
         let value = message.payload().unwrap_or_default().to_vec();
         Ok(Box::pin(async move {
             if wait_ms > 0 {
+                let _counted = tier.as_ref().map(|tier| WaitCount::new(&tier.waiting));
                 tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
             }
             let key = delivery.endpoint_id.as_bytes();
@@ -134,9 +145,28 @@ impl Handler for Retry {
                 .acked()
                 .await?;
             tracing::debug!(delivery_id = %delivery.delivery_id, attempt = delivery.attempts.len() + 1, "Retry due; delivery sent back.");
+            if let Some(tier) = &tier {
+                tier.released.inc();
+            }
             drop(hold);
             Ok(())
         }))
+    }
+}
+
+/// Counts a record in its tier's waiting gauge until dropped, also when shutdown drops it.
+struct WaitCount(Gauge);
+
+impl WaitCount {
+    fn new(gauge: &Gauge) -> WaitCount {
+        gauge.inc();
+        WaitCount(gauge.clone())
+    }
+}
+
+impl Drop for WaitCount {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

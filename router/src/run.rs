@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use aurora_common::consume::{GroupConsumer, Handler};
 use aurora_common::kafka::Producer;
+use aurora_common::metrics::{Metrics, RouterMetrics};
 use aurora_common::produce::{enqueue, Pending, ProduceError};
 use aurora_common::time::now_ms;
 use aurora_common::{KafkaArgs, SubscriptionTable, Topics};
@@ -23,6 +24,8 @@ pub struct RouterConfig {
     pub kafka: KafkaArgs,
     /// Events routed at once whose deliveries are not yet acknowledged, at most.
     pub max_in_flight: usize,
+    /// Registry the router records its metrics in.
+    pub metrics: Metrics,
 }
 
 /// Runs a router until `shutdown` is cancelled.
@@ -32,15 +35,17 @@ pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<()
     let table =
         SubscriptionTable::start(kafka, &topics.subscriptions, shutdown.child_token()).await?;
     let producer = aurora_common::kafka::producer(kafka)?;
+    let group = kafka.group_id("router");
     let mut consumer =
-        GroupConsumer::new(kafka, &kafka.group_id("router"), &[&topics.events], &[])?;
+        GroupConsumer::with_metrics(kafka, &group, &[&topics.events], &[], &config.metrics)?;
     consumer.max_in_flight = config.max_in_flight;
-    tracing::info!(topic = %topics.events, group = %kafka.group_id("router"), "Router started.");
+    tracing::info!(topic = %topics.events, group = %group, "Router started.");
 
     let router = Router {
         table,
         producer,
         topics,
+        metrics: config.metrics.router(),
     };
     let result = consumer.run(shutdown, router).await;
     tracing::info!("Router stopped.");
@@ -51,6 +56,7 @@ struct Router {
     table: SubscriptionTable,
     producer: Producer,
     topics: Topics,
+    metrics: RouterMetrics,
 }
 
 type Done = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
@@ -60,13 +66,17 @@ impl Handler for Router {
     type Done = Done;
 
     async fn start(&mut self, message: OwnedMessage) -> Result<Done, Error> {
-        let pending = match parse_event(&message) {
-            Ok(event) => self.route(&message, event).await?,
-            Err(reason) => vec![self.quarantine(&message, reason).await?],
+        let (pending, routed) = match parse_event(&message) {
+            Ok(event) => (self.route(&message, event).await?, true),
+            Err(reason) => (vec![self.quarantine(&message, reason).await?], false),
         };
+        let events_routed = self.metrics.events_routed.clone();
         Ok(Box::pin(async move {
             for record in pending {
                 record.acked().await.map_err(produce_error)?;
+            }
+            if routed {
+                events_routed.inc();
             }
             Ok(())
         }))
@@ -124,6 +134,10 @@ impl Router {
             .map_err(produce_error)?;
             pending.push(record);
         }
+        self.metrics.deliveries_routed.inc_by(pending.len() as u64);
+        if pending.is_empty() {
+            self.metrics.events_unmatched.inc();
+        }
         tracing::trace!(event_id = %event.id, event_type = %event.event_type, partition = message.partition(), offset = message.offset(), deliveries = pending.len(), "Event routed.");
         Ok(pending)
     }
@@ -131,6 +145,7 @@ impl Router {
     /// Enqueues a copy of an event that cannot be routed, with the reason.
     async fn quarantine(&self, message: &OwnedMessage, reason: String) -> Result<Pending, Error> {
         let record = aurora_common::quarantine::record(message, reason);
+        self.metrics.quarantined.inc();
         let value = aurora_schemas::encode(&record)?;
         let key = aurora_common::quarantine::key(&record);
         enqueue(

@@ -37,6 +37,8 @@ pub struct SnsOutConfig {
     pub max_attempts: u32,
     /// Events consumed but not yet published (or skipped), at most.
     pub max_in_flight: usize,
+    /// Registry the bridge reports its consumer group's lag in.
+    pub metrics: aurora_common::Metrics,
 }
 
 impl SnsOutConfig {
@@ -56,6 +58,7 @@ impl SnsOutConfig {
             publishers: 4,
             max_attempts: 10,
             max_in_flight: 1024,
+            metrics: aurora_common::Metrics::default(),
         }
     }
 

@@ -38,7 +38,13 @@ pub async fn run(config: SnsOutConfig, shutdown: CancellationToken) -> Result<()
 
     let topics = config.kafka.topics();
     let group_id = config.kafka.group_id(&config.group);
-    let mut consumer = GroupConsumer::new(&config.kafka, &group_id, &[&topics.events], &[])?;
+    let mut consumer = GroupConsumer::with_metrics(
+        &config.kafka,
+        &group_id,
+        &[&topics.events],
+        &[],
+        &config.metrics,
+    )?;
     consumer.max_in_flight = config.max_in_flight;
     let handler = SnsOutHandler {
         filters: config.event_types.clone(),

@@ -45,6 +45,8 @@ pub struct SqsInConfig {
     pub delete_interval: Duration,
     /// Receive loops that run at once in this process.
     pub pollers: usize,
+    /// Registry the bridge records its metrics in.
+    pub metrics: aurora_common::Metrics,
 }
 
 impl SqsInConfig {
@@ -61,6 +63,7 @@ impl SqsInConfig {
             visibility_timeout: Duration::from_secs(30),
             delete_interval: Duration::from_secs(1),
             pollers: 2,
+            metrics: aurora_common::Metrics::default(),
         }
     }
 

@@ -40,6 +40,7 @@ pub struct Inbound {
     pub events: EventProducer,
     pub quarantine: Producer,
     pub quarantine_topic: String,
+    pub metrics: aurora_common::metrics::SqsInMetrics,
 }
 
 impl Inbound {
@@ -166,6 +167,7 @@ impl Inbound {
         };
         match self.events.send(event).await {
             Ok(produced) => {
+                self.metrics.events.inc();
                 tracing::trace!(message_id = %received.message_id, event_id = %produced.id, partition = produced.partition, offset = produced.offset, "Produced an event from SQS.");
                 Outcome::Done(receipt)
             }
@@ -214,6 +216,7 @@ impl Inbound {
             None,
         )
         .await?;
+        self.metrics.quarantined.inc();
         Ok(())
     }
 }

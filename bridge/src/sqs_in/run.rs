@@ -76,6 +76,7 @@ fn connect(sqs: aws_sdk_sqs::Client, config: SqsInConfig) -> Result<Inbound, Err
         events: EventProducer::new(&kafka, &config.queue_url, Encoding::Headers)?,
         quarantine: aurora_common::kafka::producer(&kafka)?,
         quarantine_topic: kafka.topics().quarantine,
+        metrics: config.metrics.sqs_in(),
         sqs,
         config,
     })

@@ -12,11 +12,14 @@ use clap::Args;
 use super::components::parse_subnet;
 use super::shutdown_on_signal;
 use super::topics::create;
+use crate::metrics_server::MetricsArgs;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     #[command(flatten)]
     topics: TopicArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Address the API listens on.
     #[arg(long, env = "AURORA_API_LISTEN", default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
@@ -63,6 +66,7 @@ pub async fn run(
         bail!("--admin-key must be at least 16 characters long; use a random value");
     }
     create(kafka, &args.topics).await?;
+    let metrics = args.metrics.start().await?;
     let config = aurora_api::ApiConfig {
         kafka: kafka.clone(),
         admin_key_sha256: args.admin_key.as_deref().map(aurora_api::hash_api_key),
@@ -77,6 +81,7 @@ pub async fn run(
             allow: args.allow_subnets,
             require_https: args.require_https,
         },
+        metrics: metrics.api(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::shutdown_on_signal;
 use super::topics::create;
+use crate::metrics_server::MetricsArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
@@ -111,6 +112,8 @@ pub struct SqsInArgs {
     aws: AwsArgs,
     #[command(flatten)]
     topics: TopicArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -174,6 +177,8 @@ pub struct SnsOutArgs {
     aws: AwsArgs,
     #[command(flatten)]
     topics: TopicArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 pub async fn run(kafka: &KafkaArgs, command: BridgeCommand) -> anyhow::Result<()> {
@@ -198,6 +203,7 @@ async fn sqs_in(kafka: &KafkaArgs, args: SqsInArgs) -> anyhow::Result<()> {
     };
     let config = SqsInConfig {
         aws: args.aws.settings(),
+        metrics: args.metrics.start().await?,
         mapping,
         on_unmappable: match args.on_unmappable {
             OnUnmappableArg::Quarantine => OnUnmappable::Quarantine,
@@ -219,6 +225,7 @@ async fn sqs_in(kafka: &KafkaArgs, args: SqsInArgs) -> anyhow::Result<()> {
 async fn sns_out(kafka: &KafkaArgs, args: SnsOutArgs) -> anyhow::Result<()> {
     let config = SnsOutConfig {
         aws: args.aws.settings(),
+        metrics: args.metrics.start().await?,
         tenant_id: args.tenant_id,
         group: args.group,
         type_attribute: args.type_attribute,

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use aurora_common::config::parse_duration;
 use aurora_common::sealed::SealKey;
-use aurora_common::{KafkaArgs, TopicArgs};
+use aurora_common::{KafkaArgs, Metrics, TopicArgs};
 use clap::Args;
+
+use crate::metrics_server::MetricsArgs;
 
 use super::shutdown_on_signal;
 use super::topics::create;
@@ -15,6 +17,8 @@ use super::topics::create;
 pub struct RouterArgs {
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Events whose deliveries are not yet acknowledged, at most.
     #[arg(long = "router-max-in-flight", env = "AURORA_ROUTER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
@@ -24,6 +28,8 @@ pub struct RouterArgs {
 pub struct DelivererArgs {
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }
@@ -67,15 +73,22 @@ pub struct DeliveryArgs {
 pub struct RetryArgs {
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Retry records held at once, at most.
     #[arg(long = "retry-max-in-flight", env = "AURORA_RETRY_MAX_IN_FLIGHT", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 }
 
-pub fn router_config(kafka: &KafkaArgs, max_in_flight: u32) -> aurora_router::RouterConfig {
+pub fn router_config(
+    kafka: &KafkaArgs,
+    max_in_flight: u32,
+    metrics: &Metrics,
+) -> aurora_router::RouterConfig {
     aurora_router::RouterConfig {
         kafka: kafka.clone(),
         max_in_flight: max_in_flight as usize,
+        metrics: metrics.clone(),
     }
 }
 
@@ -83,6 +96,7 @@ pub fn deliverer_config(
     kafka: &KafkaArgs,
     args: &DeliveryArgs,
     seal_key: Option<SealKey>,
+    metrics: &Metrics,
 ) -> aurora_deliverer::DelivererConfig {
     aurora_deliverer::DelivererConfig {
         kafka: kafka.clone(),
@@ -101,19 +115,26 @@ pub fn deliverer_config(
             disable_span: args.health_disable_span,
         },
         seal_key,
+        metrics: metrics.clone(),
     }
 }
 
-pub fn retry_config(kafka: &KafkaArgs, max_in_flight: u32) -> aurora_retry::RetryConfig {
+pub fn retry_config(
+    kafka: &KafkaArgs,
+    max_in_flight: u32,
+    metrics: &Metrics,
+) -> aurora_retry::RetryConfig {
     aurora_retry::RetryConfig {
         kafka: kafka.clone(),
         max_in_flight: max_in_flight as usize,
+        metrics: metrics.clone(),
     }
 }
 
 pub async fn router(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
     create(kafka, &args.topics).await?;
-    let config = router_config(kafka, args.max_in_flight);
+    let metrics = args.metrics.start().await?;
+    let config = router_config(kafka, args.max_in_flight, &metrics);
     aurora_router::run(config, shutdown_on_signal()).await?;
     Ok(())
 }
@@ -124,14 +145,16 @@ pub async fn deliverer(
     args: DelivererArgs,
 ) -> anyhow::Result<()> {
     create(kafka, &args.topics).await?;
-    let config = deliverer_config(kafka, &args.delivery, seal_key);
+    let metrics = args.metrics.start().await?;
+    let config = deliverer_config(kafka, &args.delivery, seal_key, &metrics);
     aurora_deliverer::run(config, shutdown_on_signal()).await?;
     Ok(())
 }
 
 pub async fn retry(kafka: &KafkaArgs, args: RetryArgs) -> anyhow::Result<()> {
     create(kafka, &args.topics).await?;
-    let config = retry_config(kafka, args.max_in_flight);
+    let metrics = args.metrics.start().await?;
+    let config = retry_config(kafka, args.max_in_flight, &metrics);
     aurora_retry::run(config, shutdown_on_signal()).await?;
     Ok(())
 }

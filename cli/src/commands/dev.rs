@@ -16,6 +16,7 @@ use aurora_common::sealed::SealKey;
 use super::components::{deliverer_config, retry_config, router_config, DeliveryArgs};
 use super::shutdown_on_signal;
 use super::topics::create;
+use crate::metrics_server::MetricsArgs;
 
 /// Producer setting for the tansu broker this command starts: one record per batch, because
 /// tansu 0.6.0 responds to a fetch from an offset inside a multi-record batch with the batches
@@ -39,6 +40,8 @@ pub struct DevArgs {
     topics: TopicArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Events whose deliveries are not yet acknowledged, at most.
     #[arg(long = "router-max-in-flight", env = "AURORA_ROUTER_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     router_max_in_flight: u32,
@@ -87,19 +90,21 @@ pub async fn run(
     println!("Deliveries may reach loopback (127.0.0.0/8, ::1) in dev; other refused ranges stay refused.");
 
     create(kafka, &args.topics).await?;
+    // One registry for the three components, served on one port.
+    let metrics = args.metrics.start().await?;
     print_instructions(kafka);
 
     let shutdown = shutdown_on_signal();
     let router = aurora_router::run(
-        router_config(kafka, args.router_max_in_flight),
+        router_config(kafka, args.router_max_in_flight, &metrics),
         shutdown.clone(),
     );
     let deliverer = aurora_deliverer::run(
-        deliverer_config(kafka, &delivery, seal_key),
+        deliverer_config(kafka, &delivery, seal_key, &metrics),
         shutdown.clone(),
     );
     let retry = aurora_retry::run(
-        retry_config(kafka, args.retry_max_in_flight),
+        retry_config(kafka, args.retry_max_in_flight, &metrics),
         shutdown.clone(),
     );
     let stop_all = |error: anyhow::Error| {

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aurora_common::produce::enqueue;
+use aurora_common::read::{group_offsets, read_to_end};
 use aurora_common::KafkaArgs;
 use aurora_schemas::Delivery;
 use clap::{Args, Subcommand};
 use rdkafka::Message;
+
+use crate::progress::Progress;
 
 /// How long to wait for the broker before giving up.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,12 +100,12 @@ pub async fn run(kafka: &KafkaArgs, command: DlqCommand) -> anyhow::Result<()> {
         );
     }
     let total = pending.len();
+    let mut progress = Progress::new("Sending back", total as u64);
     for (sent, record) in pending.into_iter().enumerate() {
         record.acked().await?;
-        if (sent + 1) % 1000 == 0 {
-            eprintln!("{} of {total} sent", sent + 1);
-        }
+        progress.set(sent as u64 + 1);
     }
+    progress.finish();
     println!("Sent {total} deliveries back to {}.", topics.deliveries);
     Ok(())
 }
@@ -133,8 +136,18 @@ fn read_dead_letters(
     endpoint: &str,
     since: Option<i64>,
 ) -> anyhow::Result<Vec<Delivery>> {
+    let reader = kafka.group_id("dlq-redrive");
+    let stored: i64 = group_offsets(kafka, &reader, topic, READ_TIMEOUT)
+        .with_context(|| format!("reading the offsets of {topic}"))?
+        .iter()
+        .map(|offsets| offsets.high - offsets.low)
+        .sum();
+    let mut progress = Progress::new(format!("Reading {topic}"), stored.max(0) as u64);
+    let mut read = 0;
     let mut found = Vec::new();
-    aurora_common::read::read_to_end(kafka, topic, "dlq-redrive", READ_TIMEOUT, |message| {
+    read_to_end(kafka, topic, "dlq-redrive", READ_TIMEOUT, |message| {
+        read += 1;
+        progress.set(read);
         let written_ms = message.timestamp().to_millis().unwrap_or(0);
         if since.is_some_and(|since| written_ms < since) {
             return;
@@ -157,5 +170,6 @@ fn read_dead_letters(
             "reading {topic}; no answer within {READ_TIMEOUT:?} means the broker is unreachable"
         )
     })?;
+    progress.finish();
     Ok(found)
 }

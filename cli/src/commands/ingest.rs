@@ -9,11 +9,14 @@ use clap::Args;
 
 use super::shutdown_on_signal;
 use super::topics::create;
+use crate::metrics_server::MetricsArgs;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     #[command(flatten)]
     topics: TopicArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Address the API listens on.
     #[arg(long, env = "AURORA_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -33,6 +36,7 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         .producer_properties
         .push(("message.timeout.ms".into(), timeout_ms));
     let producer = EventProducer::new(&kafka, "aurora-ingest", Encoding::Headers)?;
+    let metrics = args.metrics.start().await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the ingest API to {}", args.listen))?;
@@ -40,6 +44,7 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         listener,
         producer,
         args.max_body_bytes,
+        metrics.ingest(),
         shutdown_on_signal(),
     )
     .await?;

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod listen;
 pub mod produce;
 pub mod replay;
+pub mod status;
 pub mod topics;
 
 use tokio_util::sync::CancellationToken;

@@ -2,7 +2,8 @@
 //! process records again from an offset or a point in time.
 //!
 //! Kafka accepts offset commits from outside a group only while the group has no active
-//! members, so stop the group's consumers first, then start them again afterwards.
+//! members, so stop the group's consumers first, then start them again afterwards. With
+//! `--follow` the command then shows how far the restarted group has replayed.
 
 use std::time::Duration;
 
@@ -14,9 +15,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::dlq::parse_time_ms;
+use crate::progress::Progress;
 
 /// How long to wait for the broker before giving up.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time between two reads of the group's committed offsets with `--follow`.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -41,6 +46,12 @@ pub struct ReplayArgs {
     /// Print what would be replayed without changing any offset.
     #[arg(long)]
     dry_run: bool,
+    /// After the reset, show the group's progress through the replayed records until it has committed them all.
+    #[arg(long, conflicts_with = "dry_run")]
+    follow: bool,
+    /// How long --follow waits for the group to finish (for example 30m).
+    #[arg(long, default_value = "1h", value_parser = aurora_common::config::parse_positive_duration)]
+    follow_timeout: Duration,
 }
 
 /// One partition's reset.
@@ -101,7 +112,57 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         format!("committing the new offsets of group {group} failed; stop every consumer of the group first, because Kafka accepts these commits only from an empty group")
     })?;
     println!("Offsets of group {group} on {topic} reset; start its consumers to replay.");
+    if args.follow {
+        follow(kafka, &group, &topic, &resets, args.follow_timeout)?;
+    }
     Ok(())
+}
+
+/// Shows how many replayed records the group has committed, until it has committed every one
+/// or `timeout` passes.
+fn follow(
+    kafka: &KafkaArgs,
+    group: &str,
+    topic: &str,
+    resets: &[Reset],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    // A partition is replayed once the group commits its previous committed offset again.
+    let goals: Vec<(i32, i64, i64)> = resets
+        .iter()
+        .filter_map(|reset| {
+            let goal = reset.committed?;
+            (goal > reset.target).then_some((reset.partition, reset.target, goal))
+        })
+        .collect();
+    let total: i64 = goals.iter().map(|(_, target, goal)| goal - target).sum();
+    let mut progress = Progress::new(format!("Replaying {topic} in group {group}"), total as u64);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let offsets = aurora_common::read::group_offsets(kafka, group, topic, QUERY_TIMEOUT)
+            .with_context(|| format!("reading the offsets group {group} committed"))?;
+        let done: i64 = goals
+            .iter()
+            .map(|(partition, target, goal)| {
+                let committed = offsets
+                    .iter()
+                    .find(|offsets| offsets.partition == *partition)
+                    .and_then(|offsets| offsets.committed)
+                    .unwrap_or(*target);
+                committed.clamp(*target, *goal) - target
+            })
+            .sum();
+        progress.set(done as u64);
+        if done >= total {
+            progress.finish();
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            progress.finish();
+            bail!("group {group} had committed {done} of {total} replayed records after {timeout:?}; check that its consumers run");
+        }
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
 }
 
 /// Refuses a group that does not exist, or (unless this is a dry run) one with members,
