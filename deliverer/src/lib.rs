@@ -21,6 +21,7 @@ pub use health::HealthPolicy;
 pub use run::{run, DelivererConfig};
 pub use signature::{
     generate_key_pair, generate_secret, KeyPair, PublicKey, Secret, SignatureError, SigningKey,
+    Verifier,
 };
 pub use ssrf::Guard;
 

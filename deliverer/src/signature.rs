@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::{Signer, Verifier as _};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -257,6 +257,44 @@ impl SigningKey {
         match self {
             SigningKey::Hmac(_) => None,
             SigningKey::Ed25519(key) => Some(key.public_key()),
+        }
+    }
+}
+
+/// A key that checks signatures: an HMAC secret, or an ed25519 public key.
+#[derive(Debug, Clone)]
+pub enum Verifier {
+    Hmac(Secret),
+    Ed25519(PublicKey),
+}
+
+impl Verifier {
+    /// Parses a `whpk_` public key, or else a `whsec_` secret.
+    pub fn parse(text: &str) -> Result<Verifier, SignatureError> {
+        if text.starts_with(PUBLIC_KEY_PREFIX) {
+            PublicKey::parse(text).map(Verifier::Ed25519)
+        } else {
+            Secret::parse(text).map(Verifier::Hmac)
+        }
+    }
+
+    /// Checks a request's signature headers with this key and the receiver's clock.
+    pub fn verify(
+        &self,
+        id: Option<&str>,
+        timestamp: Option<&str>,
+        signatures: Option<&str>,
+        body: &[u8],
+        now_secs: i64,
+        tolerance_secs: i64,
+    ) -> Result<(), SignatureError> {
+        match self {
+            Verifier::Hmac(secret) => {
+                secret.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
+            }
+            Verifier::Ed25519(key) => {
+                key.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aurora_deliverer::signature::{PublicKey, Secret, SignatureError, PUBLIC_KEY_PREFIX};
+use aurora_deliverer::signature::Verifier;
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,41 +41,6 @@ pub struct ListenArgs {
     /// How far webhook-timestamp may be from this machine's clock.
     #[arg(long, default_value = "5m", value_parser = aurora_common::config::parse_positive_duration)]
     tolerance: Duration,
-}
-
-/// A key that checks signatures.
-enum Verifier {
-    Hmac(Secret),
-    Ed25519(PublicKey),
-}
-
-impl Verifier {
-    fn parse(text: &str) -> Result<Verifier, SignatureError> {
-        if text.starts_with(PUBLIC_KEY_PREFIX) {
-            PublicKey::parse(text).map(Verifier::Ed25519)
-        } else {
-            Secret::parse(text).map(Verifier::Hmac)
-        }
-    }
-
-    fn verify(
-        &self,
-        id: Option<&str>,
-        timestamp: Option<&str>,
-        signatures: Option<&str>,
-        body: &[u8],
-        now_secs: i64,
-        tolerance_secs: i64,
-    ) -> Result<(), SignatureError> {
-        match self {
-            Verifier::Hmac(secret) => {
-                secret.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
-            }
-            Verifier::Ed25519(key) => {
-                key.verify(id, timestamp, signatures, body, now_secs, tolerance_secs)
-            }
-        }
-    }
 }
 
 struct Listener {
