@@ -1,7 +1,12 @@
 //! Tenant routes for events: sending one, with an optional Idempotency-Key, and listing its
 //! delivery attempts.
 
+use std::sync::Arc;
+
+use aurora_common::produce::produce;
+use aurora_common::time::now_ms;
 use aurora_producer::NewEvent;
+use aurora_schemas::IdempotentResponse;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -55,15 +60,10 @@ pub async fn create(
         return Ok(json_bytes(status, stored));
     };
 
-    match app.idempotency.claim(tenant_id, &key, &body) {
+    let fingerprint = idempotency::fingerprint(&body);
+    match app.idempotency.claim(tenant_id, &key, fingerprint) {
         Claim::New => {}
-        Claim::Replay(status, stored) => {
-            let mut response = json_bytes(status, stored);
-            response
-                .headers_mut()
-                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            return Ok(response);
-        }
+        Claim::Replay(status, stored) => return Ok(replayed(status, stored)),
         Claim::InFlight => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -71,26 +71,104 @@ pub async fn create(
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ))
         }
-        Claim::Mismatch => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different body; use a new key",
-            ))
+        Claim::Mismatch => return Err(key_reused()),
+    }
+    let fingerprint = hex::encode(fingerprint);
+    // The key is new to this instance, but another instance, or this one before a restart,
+    // may have stored a response to it.
+    match stored_response(app, tenant_id, &key).await {
+        Ok(None) => {}
+        Ok(Some(stored)) if stored.fingerprint == fingerprint => {
+            let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
+            let body = Bytes::from(stored.body.clone());
+            app.idempotency
+                .finish(tenant_id, &key, status, body.clone());
+            return Ok(replayed(status, body));
+        }
+        Ok(Some(_)) => {
+            app.idempotency.release(tenant_id, &key);
+            return Err(key_reused());
+        }
+        Err(error) => {
+            app.idempotency.release(tenant_id, &key);
+            return Err(error);
         }
     }
     let result = send(app, tenant_id, &body, Some(&key)).await;
     match result {
         Ok((status, stored)) => {
+            store_response(app, tenant_id, &key, fingerprint, status, &stored).await;
             app.idempotency
                 .finish(tenant_id, &key, status, stored.clone());
             Ok(json_bytes(status, stored))
         }
         Err(error) => {
-            app.idempotency
-                .finish(tenant_id, &key, error.status, Bytes::new());
+            app.idempotency.release(tenant_id, &key);
             Err(error)
         }
+    }
+}
+
+fn replayed(status: StatusCode, stored: Bytes) -> HttpResponse {
+    let mut response = json_bytes(status, stored);
+    response
+        .headers_mut()
+        .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different body; use a new key",
+    )
+}
+
+/// Reads the idempotency topic to its end, then looks up the tenant's key there.
+async fn stored_response(
+    app: &App,
+    tenant_id: &str,
+    key: &str,
+) -> Result<Option<Arc<IdempotentResponse>>, ApiError> {
+    app.stored_responses.ensure_fresh(now_ms()).await?;
+    Ok(app
+        .stored_responses
+        .get(&idempotency::record_id(tenant_id, key))
+        .filter(|stored| stored.tenant_id == tenant_id && stored.idempotency_key == key))
+}
+
+/// Writes the response to the idempotency topic. The event is already produced, so a failure
+/// is logged, not returned, because this instance still remembers the key.
+async fn store_response(
+    app: &App,
+    tenant_id: &str,
+    key: &str,
+    fingerprint: String,
+    status: StatusCode,
+    body: &Bytes,
+) {
+    let created_at_ms = now_ms();
+    let window_ms = i64::try_from(app.config.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let record = IdempotentResponse {
+        id: idempotency::record_id(tenant_id, key),
+        tenant_id: tenant_id.to_string(),
+        idempotency_key: key.to_string(),
+        fingerprint,
+        status: i32::from(status.as_u16()),
+        body: String::from_utf8_lossy(body).into_owned(),
+        created_at_ms,
+        expires_at_ms: created_at_ms.saturating_add(window_ms),
+    };
+    let topic = &app.topics.idempotency;
+    let result = match aurora_schemas::encode(&record) {
+        Ok(value) => produce(&app.producer, topic, record.id.as_bytes(), &value, None)
+            .await
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = result {
+        tracing::warn!(tenant_id, topic = %topic, error = %error, "Storing an Idempotency-Key response failed; a repeat through another instance or after a restart will produce the event again, with the same id.");
     }
 }
 

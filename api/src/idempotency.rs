@@ -1,9 +1,10 @@
 //! Idempotency-Key: the first successful response to a key is stored for a window, and a
 //! repeated request with the same key and body gets that response without producing again.
 //!
-//! Keys are remembered per instance and per tenant. Requests with the same key that reach
-//! different instances, or arrive after a restart, produce again; they still carry the same
-//! event id, which is derived from the key, so receivers can drop the duplicate by webhook-id.
+//! Each instance keeps the keys it handles in memory, which also tracks requests still in
+//! progress. The responses themselves are written to the compacted idempotency topic, which
+//! every instance reads, so a repeat that reaches another instance or comes after a restart
+//! is answered from there (see `events.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -65,10 +66,8 @@ impl IdempotencyCache {
         }
     }
 
-    /// Claims `key` for a request with `body`. Bodies that are the same JSON count as the
-    /// same, whatever their spacing or key order.
-    pub fn claim(&self, tenant_id: &str, key: &str, body: &[u8]) -> Claim {
-        let fingerprint = fingerprint(body);
+    /// Claims `key` for a request whose body has `fingerprint` (see [`fingerprint`]).
+    pub fn claim(&self, tenant_id: &str, key: &str, fingerprint: [u8; 32]) -> Claim {
         let slot = (tenant_id.to_string(), key.to_string());
         let now = Instant::now();
         let mut entries = self.lock();
@@ -118,6 +117,12 @@ impl IdempotencyCache {
         }
     }
 
+    /// Releases a claimed key without storing a response, so the key can be used again.
+    pub fn release(&self, tenant_id: &str, key: &str) {
+        let slot = (tenant_id.to_string(), key.to_string());
+        self.lock().by_slot.remove(&slot);
+    }
+
     fn expire(&self, entries: &mut Entries, now: Instant) {
         while let Some((slot, created)) = entries.order.front() {
             if now.duration_since(*created) < self.window {
@@ -143,8 +148,8 @@ impl IdempotencyCache {
 }
 
 /// SHA-256 of a body's JSON with keys sorted and no spacing, or of its bytes when it is not
-/// JSON.
-fn fingerprint(body: &[u8]) -> [u8; 32] {
+/// JSON; bodies that are the same JSON count as the same, whatever their spacing or key order.
+pub fn fingerprint(body: &[u8]) -> [u8; 32] {
     match serde_json::from_slice::<serde_json::Value>(body) {
         // serde_json's map is ordered by key, so serializing sorts the keys.
         Ok(value) => Sha256::digest(value.to_string().as_bytes()).into(),
@@ -165,14 +170,20 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Derives the event id of a request that names no id from its tenant and key.
-pub fn event_id(tenant_id: &str, key: &str) -> String {
+/// Hex SHA-256 of the tenant id, a zero byte and the key: the record key of the stored
+/// response on the idempotency topic.
+pub fn record_id(tenant_id: &str, key: &str) -> String {
     let digest = Sha256::new()
         .chain_update(tenant_id.as_bytes())
         .chain_update([0])
         .chain_update(key.as_bytes())
         .finalize();
-    format!("evt_{}", &hex::encode(digest)[..32])
+    hex::encode(digest)
+}
+
+/// Derives the event id of a request that names no id from its tenant and key.
+pub fn event_id(tenant_id: &str, key: &str) -> String {
+    format!("evt_{}", &record_id(tenant_id, key)[..32])
 }
 
 #[cfg(test)]
@@ -181,14 +192,18 @@ mod tests {
 
     const BODY: &[u8] = br#"{"type":"a","payload":{}}"#;
 
+    fn body() -> [u8; 32] {
+        fingerprint(BODY)
+    }
+
     #[test]
     fn repeated_key_replays_first_response() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::InFlight);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::InFlight);
         cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::from_static(b"{}"));
         assert_eq!(
-            cache.claim("tn_1", "k", BODY),
+            cache.claim("tn_1", "k", body()),
             Claim::Replay(StatusCode::CREATED, Bytes::from_static(b"{}"))
         );
     }
@@ -196,11 +211,11 @@ mod tests {
     #[test]
     fn same_json_with_other_spacing_replays() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
         cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::new());
         let reordered = br#"{ "payload": {}, "type": "a" }"#;
         assert!(matches!(
-            cache.claim("tn_1", "k", reordered),
+            cache.claim("tn_1", "k", fingerprint(reordered)),
             Claim::Replay(..)
         ));
     }
@@ -208,43 +223,57 @@ mod tests {
     #[test]
     fn key_with_other_body_is_mismatch() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
-        assert_eq!(cache.claim("tn_1", "k", b"{}"), Claim::Mismatch);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
+        assert_eq!(
+            cache.claim("tn_1", "k", fingerprint(b"{}")),
+            Claim::Mismatch
+        );
     }
 
     #[test]
     fn keys_are_per_tenant() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
-        assert_eq!(cache.claim("tn_2", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
+        assert_eq!(cache.claim("tn_2", "k", body()), Claim::New);
         assert_ne!(event_id("tn_1", "k"), event_id("tn_2", "k"));
     }
 
     #[test]
     fn failed_request_releases_key() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
         cache.finish("tn_1", "k", StatusCode::SERVICE_UNAVAILABLE, Bytes::new());
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
+    }
+
+    #[test]
+    fn released_key_is_new_again() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
+        cache.release("tn_1", "k");
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
     }
 
     #[test]
     fn keys_expire_after_window() {
         let cache = IdempotencyCache::new(Duration::ZERO, 10);
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
         cache.finish("tn_1", "k", StatusCode::CREATED, Bytes::new());
-        assert_eq!(cache.claim("tn_1", "k", BODY), Claim::New);
+        assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
     }
 
     #[test]
     fn oldest_key_is_forgotten_at_capacity() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 2);
         for key in ["a", "b", "c"] {
-            assert_eq!(cache.claim("tn_1", key, BODY), Claim::New);
+            assert_eq!(cache.claim("tn_1", key, body()), Claim::New);
             cache.finish("tn_1", key, StatusCode::CREATED, Bytes::new());
         }
-        assert_eq!(cache.claim("tn_1", "a", BODY), Claim::New);
-        assert!(matches!(cache.claim("tn_1", "c", BODY), Claim::Replay(..)));
+        assert_eq!(cache.claim("tn_1", "a", body()), Claim::New);
+        assert!(matches!(
+            cache.claim("tn_1", "c", body()),
+            Claim::Replay(..)
+        ));
     }
 
     #[test]

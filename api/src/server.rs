@@ -9,7 +9,7 @@ use aurora_common::kafka::Producer;
 use aurora_common::produce::produce;
 use aurora_common::sealed::SealKey;
 use aurora_common::table::TableRecord;
-use aurora_common::{SubscriptionTable, Table, TenantTable, Topics};
+use aurora_common::{IdempotencyTable, SubscriptionTable, Table, TenantTable, Topics};
 use aurora_producer::{Encoding, EventProducer};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -44,6 +44,8 @@ pub struct App {
     pub tenants: TenantTable,
     pub auth: Authenticator,
     pub idempotency: IdempotencyCache,
+    /// Responses to Idempotency-Keys stored by every instance.
+    pub stored_responses: IdempotencyTable,
     pub attempts: Arc<AttemptStore>,
     pub seal_key: SealKey,
     /// Serializes changes to one endpoint or tenant through this instance.
@@ -87,6 +89,8 @@ async fn start(config: ApiConfig, shutdown: &CancellationToken) -> Result<App, E
     let subscriptions =
         SubscriptionTable::start(kafka, &topics.subscriptions, shutdown.child_token()).await?;
     let tenants = TenantTable::start(kafka, &topics.tenants, shutdown.child_token()).await?;
+    let stored_responses =
+        IdempotencyTable::start(kafka, &topics.idempotency, shutdown.child_token()).await?;
     let store = Arc::new(AttemptStore::new(
         config.attempts_retention,
         config.attempts_max,
@@ -97,6 +101,7 @@ async fn start(config: ApiConfig, shutdown: &CancellationToken) -> Result<App, E
         events: EventProducer::new(kafka, "aurora-api", Encoding::Headers)?,
         auth: Authenticator::new(config.admin_key_sha256.clone(), tenants.clone()),
         idempotency: IdempotencyCache::new(config.idempotency_window, config.idempotency_max_keys),
+        stored_responses,
         seal_key: config.seal_key.clone(),
         locks: KeyedLocks::default(),
         attempts: store,

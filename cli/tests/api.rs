@@ -305,11 +305,72 @@ async fn idempotency_key_produces_one_event() {
     assert_eq!(first, second, "the repeated request got another response");
     let (status, _) = send(json!({"type": "order.created", "payload": {}}), "order-42").await;
     assert_eq!(status, 422, "a reused key with another body was accepted");
-    let (status, _) = send(request, "order-43").await;
+    let (status, _) = send(request.clone(), "order-43").await;
     assert_eq!(status, 201);
+
+    // A second instance has never seen the key, so it reads the response from the idempotency topic.
+    let other = Api::start(&mut env).await;
+    let send_other = |body: Value| {
+        let url = format!("{}/v1/events", other.base);
+        let authorization = format!("Bearer {key}");
+        async move {
+            let headers = [
+                ("authorization", authorization.as_str()),
+                ("content-type", "application/json"),
+                ("idempotency-key", "order-42"),
+            ];
+            http_request("POST", &url, &headers, body.to_string().into_bytes()).await
+        }
+    };
+    let (status, replayed) = send_other(request).await;
+    assert_eq!(status, 201);
+    assert_eq!(replayed, first, "another instance produced the event again");
+    let (status, _) = send_other(json!({"type": "order.created", "payload": {}})).await;
+    assert_eq!(
+        status, 422,
+        "another instance accepted a reused key with another body"
+    );
 
     let events = support::read_raw(&env.kafka, &env.kafka.topics().events);
     assert_eq!(events.len(), 2, "expected one event per key: {events:?}");
+}
+
+#[tokio::test]
+async fn idempotency_key_expires_after_window() {
+    let mut env = Env::new("api-idempotency-window").await;
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    env.spawn(&["api", "--listen", &listen, "--idempotency-window", "1s"]);
+    assert!(wait_for_port(port).await, "the API did not start");
+    let api = Api {
+        base: format!("http://{listen}"),
+    };
+    let (_, key) = api.tenant("a").await;
+    let url = format!("{}/v1/events", api.base);
+    let authorization = format!("Bearer {key}");
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "order-42"),
+    ];
+    let body = json!({"type": "order.created", "payload": {"order": 42}}).to_string();
+
+    let (status, first) = http_request("POST", &url, &headers, body.clone().into_bytes()).await;
+    assert_eq!(status, 201);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, second) = http_request("POST", &url, &headers, body.into_bytes()).await;
+    assert_eq!(status, 201);
+    assert_ne!(
+        first, second,
+        "the key was still remembered after its window"
+    );
+
+    let events = support::read_raw(&env.kafka, &env.kafka.topics().events);
+    assert_eq!(
+        events.len(),
+        2,
+        "expected the key to produce again: {events:?}"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ pub mod topics;
 pub use config::{KafkaArgs, SealArgs, TopicArgs};
 pub use metrics::Metrics;
 pub use offsets::OffsetTracker;
-pub use table::{SubscriptionTable, Table, TenantTable};
+pub use table::{IdempotencyTable, SubscriptionTable, Table, TenantTable};
 pub use topics::{RetryTier, Topics};
 
 /// Errors of the shared Kafka plumbing.

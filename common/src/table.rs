@@ -1,15 +1,17 @@
-//! A compacted topic read as a table (subscriptions, tenants): every partition, from the
-//! beginning, by every instance, with tombstones folded, kept current while running.
+//! A compacted topic read as a table (subscriptions, tenants, idempotency keys): every
+//! partition, from the beginning, by every instance, with tombstones folded, kept current
+//! while running. Rows that carry an expiry time are dropped once it passes.
 //!
 //! No consumer group is used, so each instance keeps the whole table. The topics are
 //! compacted on Kafka. On a broker that does not compact, the reader still folds every version
 //! and tombstone in order, so the result is the same.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aurora_schemas::{Contract, Subscription, Tenant};
+use aurora_schemas::{Contract, IdempotentResponse, Subscription, Tenant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -23,6 +25,8 @@ use crate::time::now_ms;
 use crate::Error;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows inserted between two sweeps of expired rows.
+const INSERTS_PER_SWEEP: usize = 1024;
 
 /// Rows by key, as of the last record read.
 pub type Rows<T> = Arc<HashMap<String, Arc<T>>>;
@@ -33,6 +37,15 @@ pub type Endpoints = Rows<Subscription>;
 pub trait TableRecord: Contract + Send + Sync + 'static {
     /// The field that must equal the record's key.
     fn key(&self) -> &str;
+
+    /// Returns the expiry time of the row in epoch milliseconds, or `None` when it never expires.
+    fn expires_at_ms(&self) -> Option<i64> {
+        None
+    }
+}
+
+fn expired<T: TableRecord>(row: &T, now_ms: i64) -> bool {
+    row.expires_at_ms().is_some_and(|expiry| expiry <= now_ms)
 }
 
 impl TableRecord for Subscription {
@@ -47,6 +60,16 @@ impl TableRecord for Tenant {
     }
 }
 
+impl TableRecord for IdempotentResponse {
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn expires_at_ms(&self) -> Option<i64> {
+        Some(self.expires_at_ms)
+    }
+}
+
 struct Shared<T> {
     rows: RwLock<Rows<T>>,
     /// Read progress per partition.
@@ -56,6 +79,8 @@ struct Shared<T> {
     /// Taken by [`Table::ensure_fresh`] for its catch-up, so that callers that
     /// need one at the same time share it instead of each querying the broker.
     catch_up_turn: tokio::sync::Mutex<()>,
+    /// Rows inserted since expired rows were last swept out.
+    inserts_since_sweep: AtomicUsize,
 }
 
 /// How far the reader is in one partition.
@@ -94,6 +119,8 @@ impl<T> Clone for Table<T> {
 pub type SubscriptionTable = Table<Subscription>;
 /// A live view of the tenants topic.
 pub type TenantTable = Table<Tenant>;
+/// A live view of the idempotency topic.
+pub type IdempotencyTable = Table<IdempotentResponse>;
 
 impl SubscriptionTable {
     /// Returns every endpoint, as one consistent snapshot.
@@ -134,6 +161,7 @@ impl<T: TableRecord> Table<T> {
             progress: watch::channel(vec![Progress::default(); partitions as usize]).0,
             fresh_as_of_ms: RwLock::new(i64::MIN),
             catch_up_turn: tokio::sync::Mutex::new(()),
+            inserts_since_sweep: AtomicUsize::new(0),
         });
         let table = Table {
             shared,
@@ -145,12 +173,16 @@ impl<T: TableRecord> Table<T> {
         Ok(table)
     }
 
-    /// Returns the row with this key, if it exists.
+    /// Returns the row with this key, if it exists and has not expired.
     pub fn get(&self, key: &str) -> Option<Arc<T>> {
-        self.rows().get(key).cloned()
+        self.rows()
+            .get(key)
+            .filter(|row| !expired(row.as_ref(), now_ms()))
+            .cloned()
     }
 
-    /// Returns every row, as one consistent snapshot.
+    /// Returns every row, as one consistent snapshot. Expired rows may remain until the next
+    /// sweep.
     pub fn rows(&self) -> Rows<T> {
         self.shared
             .rows
@@ -271,11 +303,7 @@ impl<T: TableRecord> Table<T> {
                 });
             }
             (Some(key), Some(value)) => match aurora_schemas::decode::<T>(value) {
-                Ok(row) if row.key() == key => {
-                    self.update(|rows| {
-                        rows.insert(key.into_owned(), Arc::new(row));
-                    });
-                }
+                Ok(row) if row.key() == key => self.upsert(key.into_owned(), row),
                 Ok(row) => {
                     tracing::error!(topic = %self.topic, partition, offset, key = %key, id = %row.key(), "Record ignored because its key differs from its id.");
                 }
@@ -290,6 +318,33 @@ impl<T: TableRecord> Table<T> {
                 progress.at_end = false;
             }
         });
+    }
+
+    /// Inserts a row, or removes its key when the row has already expired. Every
+    /// [`INSERTS_PER_SWEEP`] inserts, it also removes the rows that expired since.
+    fn upsert(&self, key: String, row: T) {
+        let now = now_ms();
+        if expired(&row, now) {
+            self.update(|rows| {
+                rows.remove(&key);
+            });
+            return;
+        }
+        let sweep = row.expires_at_ms().is_some()
+            && self
+                .shared
+                .inserts_since_sweep
+                .fetch_add(1, Ordering::Relaxed)
+                >= INSERTS_PER_SWEEP;
+        self.update(|rows| {
+            rows.insert(key, Arc::new(row));
+            if sweep {
+                rows.retain(|_, row| !expired(row.as_ref(), now));
+            }
+        });
+        if sweep {
+            self.shared.inserts_since_sweep.store(0, Ordering::Relaxed);
+        }
     }
 
     fn update(&self, change: impl FnOnce(&mut HashMap<String, Arc<T>>)) {

@@ -29,6 +29,9 @@ impl RetryTier {
     }
 }
 
+/// Retention of the idempotency topic: 7 days.
+pub const IDEMPOTENCY_RETENTION_MS: &str = "604800000";
+
 /// A topic to create: name, partition count and topic configs.
 struct TopicSpec {
     name: String,
@@ -47,6 +50,7 @@ pub struct Topics {
     pub dead_letter: String,
     pub operations: String,
     pub tenants: String,
+    pub idempotency: String,
     pub retry: Vec<RetryTier>,
 }
 
@@ -62,6 +66,7 @@ impl Topics {
             dead_letter: format!("{prefix}dead-letter"),
             operations: format!("{prefix}operations"),
             tenants: format!("{prefix}tenants"),
+            idempotency: format!("{prefix}idempotency"),
             retry,
         }
     }
@@ -81,6 +86,16 @@ impl Topics {
             spec(&self.dead_letter, layout.deliveries_partitions, vec![]),
             spec(&self.operations, 1, vec![]),
             spec(&self.tenants, 1, vec![("cleanup.policy", "compact")]),
+            // Keys expire, so old segments are deleted as well as compacted. An idempotency
+            // window longer than this retention is cut short after a restart.
+            spec(
+                &self.idempotency,
+                1,
+                vec![
+                    ("cleanup.policy", "compact,delete"),
+                    ("retention.ms", IDEMPOTENCY_RETENTION_MS),
+                ],
+            ),
         ];
         for tier in &self.retry {
             specs.push(spec(&tier.topic, layout.deliveries_partitions, vec![]));

@@ -200,5 +200,11 @@ contract!(
 contract!(crate::Delivery, "delivery", "delivery", ["1"]);
 contract!(crate::Attempt, "attempt", "attempt", ["1", "2"]);
 contract!(crate::Tenant, "tenant", "tenant", ["1"]);
+contract!(
+    crate::IdempotentResponse,
+    "idempotent response",
+    "idempotency",
+    ["1"]
+);
 contract!(crate::Quarantined, "quarantined", "quarantined", ["1"]);
 contract!(crate::Operation, "operation", "operation", ["1"]);

@@ -10,6 +10,6 @@ mod types;
 
 pub use codec::{decode, encode, Contract, SchemaError, SchemaSet};
 pub use types::{
-    ApiKey, Attempt, AttemptOutcome, AttemptSummary, Delivery, Event, Header, Operation,
-    OperationKind, Quarantined, RateLimit, Subscription, Tenant,
+    ApiKey, Attempt, AttemptOutcome, AttemptSummary, Delivery, Event, Header, IdempotentResponse,
+    Operation, OperationKind, Quarantined, RateLimit, Subscription, Tenant,
 };

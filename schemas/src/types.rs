@@ -46,6 +46,19 @@ pub struct Tenant {
     pub updated_at_ms: i64,
 }
 
+/// The first successful response to a tenant's Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentResponse {
+    pub id: String,
+    pub tenant_id: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub status: i32,
+    pub body: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
 /// One API key of a tenant, stored as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {

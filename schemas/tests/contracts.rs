@@ -5,7 +5,8 @@ use std::path::Path;
 
 use aurora_schemas::{
     decode, encode, ApiKey, Attempt, AttemptOutcome, AttemptSummary, Contract, Delivery, Event,
-    Header, Operation, OperationKind, Quarantined, RateLimit, SchemaError, Subscription, Tenant,
+    Header, IdempotentResponse, Operation, OperationKind, Quarantined, RateLimit, SchemaError,
+    Subscription, Tenant,
 };
 use proptest::prelude::*;
 
@@ -170,6 +171,22 @@ fn every_record_type_round_trips() {
     };
     assert_eq!(decode::<Tenant>(&encode(&tenant).unwrap()).unwrap(), tenant);
     assert_encodes_like_values(&tenant);
+
+    let response = IdempotentResponse {
+        id: "2c26b46b68ffc68f".into(),
+        tenant_id: "tn_1".into(),
+        idempotency_key: "order-42".into(),
+        fingerprint: "fcde2b2edba56bf4".into(),
+        status: 201,
+        body: r#"{"id":"evt_1","partition":0,"offset":7}"#.into(),
+        created_at_ms: 5,
+        expires_at_ms: 86_400_005,
+    };
+    assert_eq!(
+        decode::<IdempotentResponse>(&encode(&response).unwrap()).unwrap(),
+        response
+    );
+    assert_encodes_like_values(&response);
 }
 
 fn check<T: Contract>() -> Result<(), String> {
@@ -186,6 +203,7 @@ fn current_schemas_read_every_released_version() {
         check::<Quarantined>(),
         check::<Operation>(),
         check::<Tenant>(),
+        check::<IdempotentResponse>(),
     ] {
         assert_eq!(result, Ok(()));
     }
@@ -206,6 +224,7 @@ fn every_history_file_is_registered() {
         Quarantined::schemas().history().count(),
         Operation::schemas().history().count(),
         Tenant::schemas().history().count(),
+        IdempotentResponse::schemas().history().count(),
     ]
     .iter()
     .sum::<usize>();

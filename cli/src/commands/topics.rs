@@ -21,7 +21,7 @@ pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
     create(kafka, &layout).await?;
     let topics = kafka.topics();
     println!(
-        "Topics ready: {}, {}, {}, {}, {}, {}, {}, {}{}",
+        "Topics ready: {}, {}, {}, {}, {}, {}, {}, {}, {}{}",
         topics.events,
         topics.subscriptions,
         topics.deliveries,
@@ -30,6 +30,7 @@ pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
         topics.dead_letter,
         topics.operations,
         topics.tenants,
+        topics.idempotency,
         topics
             .retry
             .iter()
