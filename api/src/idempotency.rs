@@ -1,10 +1,10 @@
 //! Idempotency-Key: the first successful response to a key is stored for a window, and a
 //! repeated request with the same key and body gets that response without producing again.
 //!
-//! Each instance keeps the keys it handles in memory, which also tracks requests still in
-//! progress. The responses themselves are written to the compacted idempotency topic, which
-//! every instance reads, so a repeat that reaches another instance or comes after a restart
-//! is answered from there (see `events.rs`).
+//! Each instance keeps the keys it handles in memory, with the requests still in progress.
+//! The responses are also written to the compacted idempotency topic, which every instance
+//! reads, so a repeat that reaches another instance or comes after a restart gets the stored
+//! response too (see `events.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
