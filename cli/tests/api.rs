@@ -1,13 +1,16 @@
 //! The tenant API against a real broker: tenant isolation on every route, idempotency keys,
-//! secret rotation, ed25519 signing, sealed secrets and attempts, with deliveries to real
-//! receivers on 127.0.0.1.
+//! secret rotation, ed25519 signing, sealed secrets, secrets kept out of logs and attempts,
+//! with deliveries to real receivers on 127.0.0.1.
 
 mod support;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{http_request, wait_for_port, wait_until, Env, Receiver, TEST_ADMIN_KEY};
+use support::{
+    http_request, wait_for_port, wait_until, Env, Receiver, TEST_ADMIN_KEY, TEST_SECRET_KEY,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -579,5 +582,79 @@ async fn concurrent_changes_to_one_endpoint_all_apply() {
             description.as_str(),
             "round {round}: the update was lost"
         );
+    }
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_logs() {
+    let env = Env::new("api-secret-logs").await;
+    let logs = std::env::temp_dir().join(format!("{}logs", env.prefix));
+    std::fs::create_dir_all(&logs).unwrap();
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut children = Vec::new();
+    for (name, args) in [
+        ("api", vec!["api", "--listen", listen.as_str()]),
+        ("router", vec!["router"]),
+        ("deliverer", vec!["deliverer"]),
+        ("retry", vec!["retry"]),
+    ] {
+        let file = std::fs::File::create(logs.join(name)).unwrap();
+        let child = env
+            .command(&args)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("aurora component starts");
+        children.push(child);
+    }
+    assert!(wait_for_port(port).await, "the API did not start");
+    let api = Api {
+        base: format!("http://{listen}"),
+    };
+
+    // A rotation, a failed attempt and its retry pass the secrets through every component.
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[500]);
+    let (_, key) = api.tenant("a").await;
+    let endpoint = api
+        .endpoint(&key, json!({"url": receiver.url("/hooks")}))
+        .await;
+    let old_secret = endpoint["secret"].as_str().unwrap().to_string();
+    let rotate = format!(
+        "/v1/endpoints/{}/secret/rotate",
+        endpoint["id"].as_str().unwrap()
+    );
+    let (status, rotated) = api.call("POST", &rotate, &key, None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    api.event(&key, "user.created").await;
+    assert!(
+        wait_until(DEADLINE, || receiver.count() == 2).await,
+        "the failed delivery was not retried"
+    );
+    for child in &mut children {
+        child.kill().await.expect("component stops");
+    }
+
+    let mut combined = String::new();
+    for name in ["api", "router", "deliverer", "retry"] {
+        combined.push_str(&std::fs::read_to_string(logs.join(name)).unwrap());
+    }
+    std::fs::remove_dir_all(&logs).unwrap();
+    assert!(
+        combined.contains("Attempt failed"),
+        "the failed attempt was not logged"
+    );
+    for (what, secret) in [
+        ("old endpoint secret", old_secret.as_str()),
+        ("new endpoint secret", new_secret.as_str()),
+        ("tenant API key", key.as_str()),
+        ("admin key", TEST_ADMIN_KEY),
+        ("sealing key", TEST_SECRET_KEY),
+    ] {
+        let bare = secret.trim_start_matches("whsec_");
+        assert!(!combined.contains(bare), "the {what} appears in the logs");
     }
 }
