@@ -39,9 +39,16 @@ pub async fn create(
     tenant_id: &str,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match request.headers().get(IDEMPOTENCY_KEY) {
-        None => None,
-        Some(value) => {
+    let mut keys = request.headers().get_all(IDEMPOTENCY_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_idempotency_key",
+                "send one Idempotency-Key header, not several",
+            ))
+        }
+        (Some(value), None) => {
             let key = value.to_str().map_err(|_| {
                 ApiError::invalid(
                     "invalid_idempotency_key",
@@ -73,31 +80,26 @@ pub async fn create(
         }
         Claim::Mismatch => return Err(key_reused()),
     }
-    let fingerprint = hex::encode(fingerprint);
+    let fingerprint_hex = hex::encode(fingerprint);
     // The key is new to this instance, but another instance, or this one before a restart,
-    // may have stored a response to it.
-    match stored_response(app, tenant_id, &key).await {
-        Ok(None) => {}
-        Ok(Some(stored)) if stored.fingerprint == fingerprint => {
-            let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
-            let body = Bytes::from(stored.body.clone());
-            app.idempotency
-                .finish(tenant_id, &key, status, body.clone());
-            return Ok(replayed(status, body));
-        }
-        Ok(Some(_)) => {
-            app.idempotency.release(tenant_id, &key);
-            return Err(key_reused());
-        }
-        Err(error) => {
-            app.idempotency.release(tenant_id, &key);
-            return Err(error);
-        }
+    // may have stored a response to it. That response is not copied into this instance's
+    // memory, so the expiry written with it stays the only one that applies.
+    let stored = stored_response(app, tenant_id, &key).await;
+    if !matches!(stored, Ok(None)) {
+        app.idempotency.release(tenant_id, &key);
     }
-    let result = send(app, tenant_id, &body, Some(&key)).await;
+    match stored? {
+        None => {}
+        Some(stored) if stored.fingerprint == fingerprint_hex => {
+            let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
+            return Ok(replayed(status, Bytes::from(stored.body.clone())));
+        }
+        Some(_) => return Err(key_reused()),
+    }
+    let result = send(app, tenant_id, &body, Some((&key, &fingerprint))).await;
     match result {
         Ok((status, stored)) => {
-            store_response(app, tenant_id, &key, fingerprint, status, &stored).await;
+            store_response(app, tenant_id, &key, fingerprint_hex, status, &stored).await;
             app.idempotency
                 .finish(tenant_id, &key, status, stored.clone());
             Ok(json_bytes(status, stored))
@@ -176,15 +178,15 @@ async fn send(
     app: &App,
     tenant_id: &str,
     body: &[u8],
-    idempotency_key: Option<&str>,
+    idempotency: Option<(&str, &[u8; 32])>,
 ) -> Result<(StatusCode, Bytes), ApiError> {
     let parsed: EventBody = parse_json(
         body,
         r#"{"type": "invoice.paid", "payload": {...}, "id"?: "...", "key"?: "..."}"#,
     )?;
-    let id = parsed
-        .id
-        .or_else(|| idempotency_key.map(|key| idempotency::event_id(tenant_id, key)));
+    let id = parsed.id.or_else(|| {
+        idempotency.map(|(key, fingerprint)| idempotency::event_id(tenant_id, key, fingerprint))
+    });
     let event = NewEvent {
         id,
         event_type: parsed.event_type,

@@ -6,12 +6,13 @@
 //! reads, so a repeat that reaches another instance or comes after a restart gets the stored
 //! response too (see `events.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// Longest Idempotency-Key accepted, in bytes.
@@ -147,14 +148,68 @@ impl IdempotencyCache {
     }
 }
 
-/// SHA-256 of a body's JSON with keys sorted and no spacing, or of its bytes when it is not
-/// JSON; bodies that are the same JSON count as the same, whatever their spacing or key order.
+/// Returns the SHA-256 of a body's JSON with object keys sorted and no spacing, or of its
+/// bytes when it is not JSON. Bodies that are the same JSON count as the same, whatever their
+/// spacing or key order. Numbers and strings are compared as written, so `1.0` and `1` differ.
 pub fn fingerprint(body: &[u8]) -> [u8; 32] {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        // serde_json's map is ordered by key, so serializing sorts the keys.
-        Ok(value) => Sha256::digest(value.to_string().as_bytes()).into(),
-        Err(_) => Sha256::digest(body).into(),
+    let mut canonical = String::with_capacity(body.len());
+    let parsed = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+    match parsed {
+        Some(value) if write_canonical(value, 0, &mut canonical) => {
+            Sha256::digest(canonical.as_bytes()).into()
+        }
+        _ => Sha256::digest(body).into(),
     }
+}
+
+/// Nesting depth up to which a body is put in canonical form; deeper bodies are compared by
+/// their bytes.
+const MAX_CANONICAL_DEPTH: usize = 64;
+
+/// Appends `value` with object keys sorted and no spacing; returns false when it is nested
+/// deeper than [`MAX_CANONICAL_DEPTH`].
+fn write_canonical(value: &RawValue, depth: usize, out: &mut String) -> bool {
+    if depth > MAX_CANONICAL_DEPTH {
+        return false;
+    }
+    let text = value.get().trim();
+    if text.starts_with('{') {
+        let Ok(members) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
+            return false;
+        };
+        out.push('{');
+        for (index, (key, member)) in members.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::String(key.clone()).to_string());
+            out.push(':');
+            if !write_canonical(member, depth + 1, out) {
+                return false;
+            }
+        }
+        out.push('}');
+    } else if text.starts_with('[') {
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+            return false;
+        };
+        out.push('[');
+        for (index, item) in items.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            if !write_canonical(item, depth + 1, out) {
+                return false;
+            }
+        }
+        out.push(']');
+    } else {
+        // A string, number, boolean or null, exactly as written.
+        out.push_str(text);
+    }
+    true
 }
 
 /// Checks a key: 1 to [`MAX_KEY_BYTES`] visible ASCII characters.
@@ -170,8 +225,8 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Hex SHA-256 of the tenant id, a zero byte and the key: the record key of the stored
-/// response on the idempotency topic.
+/// Returns the hex SHA-256 of the tenant id, a zero byte and the key, which is the record key
+/// of the stored response on the idempotency topic.
 pub fn record_id(tenant_id: &str, key: &str) -> String {
     let digest = Sha256::new()
         .chain_update(tenant_id.as_bytes())
@@ -181,9 +236,15 @@ pub fn record_id(tenant_id: &str, key: &str) -> String {
     hex::encode(digest)
 }
 
-/// Derives the event id of a request that names no id from its tenant and key.
-pub fn event_id(tenant_id: &str, key: &str) -> String {
-    format!("evt_{}", &record_id(tenant_id, key)[..32])
+/// Derives the event id of a request that names no id from its tenant, key and body
+/// fingerprint. Instances handling the same request at once produce the same id, and a key
+/// reused with another body after its window gets another id.
+pub fn event_id(tenant_id: &str, key: &str, fingerprint: &[u8; 32]) -> String {
+    let digest = Sha256::new()
+        .chain_update(record_id(tenant_id, key).as_bytes())
+        .chain_update(fingerprint)
+        .finalize();
+    format!("evt_{}", &hex::encode(digest)[..32])
 }
 
 #[cfg(test)]
@@ -221,6 +282,63 @@ mod tests {
     }
 
     #[test]
+    fn event_id_depends_on_body() {
+        assert_eq!(
+            event_id("tn_1", "k", &body()),
+            event_id("tn_1", "k", &body())
+        );
+        assert_ne!(
+            event_id("tn_1", "k", &body()),
+            event_id("tn_1", "k", &fingerprint(b"{}"))
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_spacing_and_key_order() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (
+                br#"{"a":1,"b":[true,null]}"#,
+                br#" { "b" : [ true , null ], "a" : 1 } "#,
+            ),
+            (
+                br#"{"x":{"z":"1","y":2}}"#,
+                b"{\n\"x\": {\"y\": 2, \"z\": \"1\"}}",
+            ),
+            (br#"[]"#, b" [ ] "),
+        ];
+        for (left, right) in cases {
+            assert_eq!(fingerprint(left), fingerprint(right), "{left:?} {right:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_keeps_numbers_and_strings_as_written() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (
+                br#"{"n":18446744073709551616}"#,
+                br#"{"n":18446744073709551617}"#,
+            ),
+            (
+                br#"{"n":0.1000000000000000055511151231257827}"#,
+                br#"{"n":0.1}"#,
+            ),
+            (br#"{"n":1.0}"#, br#"{"n":1}"#),
+            (br#"{"s":"a"}"#, br#"{"s":"b"}"#),
+        ];
+        for (left, right) in cases {
+            assert_ne!(fingerprint(left), fingerprint(right), "{left:?} {right:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_of_deep_or_invalid_body_uses_bytes() {
+        let bytes_digest = |bytes: &[u8]| -> [u8; 32] { Sha256::digest(bytes).into() };
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(fingerprint(deep.as_bytes()), bytes_digest(deep.as_bytes()));
+        assert_eq!(fingerprint(b"{not json"), bytes_digest(b"{not json"));
+    }
+
+    #[test]
     fn key_with_other_body_is_mismatch() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
         assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
@@ -235,7 +353,10 @@ mod tests {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 10);
         assert_eq!(cache.claim("tn_1", "k", body()), Claim::New);
         assert_eq!(cache.claim("tn_2", "k", body()), Claim::New);
-        assert_ne!(event_id("tn_1", "k"), event_id("tn_2", "k"));
+        assert_ne!(
+            event_id("tn_1", "k", &body()),
+            event_id("tn_2", "k", &body())
+        );
     }
 
     #[test]

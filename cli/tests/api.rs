@@ -310,6 +310,19 @@ async fn idempotency_key_produces_one_event() {
     assert_eq!(status, 422, "a reused key with another body was accepted");
     let (status, _) = send(request.clone(), "order-43").await;
     assert_eq!(status, 201);
+    let authorization = format!("Bearer {key}");
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "order-44"),
+        ("idempotency-key", "order-45"),
+    ];
+    let url = format!("{}/v1/events", api.base);
+    let (status, body) = http_request("POST", &url, &headers, request.to_string().into()).await;
+    assert_eq!(
+        status, 400,
+        "two Idempotency-Key headers were accepted: {body:?}"
+    );
 
     // A second instance has never seen the key, so it reads the response from the idempotency topic.
     let other = Api::start(&mut env).await;
@@ -341,39 +354,70 @@ async fn idempotency_key_produces_one_event() {
 #[tokio::test]
 async fn idempotency_key_expires_after_window() {
     let mut env = Env::new("api-idempotency-window").await;
-    let port = support::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    env.spawn(&["api", "--listen", &listen, "--idempotency-window", "1s"]);
-    assert!(wait_for_port(port).await, "the API did not start");
-    let api = Api {
-        base: format!("http://{listen}"),
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let port = support::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        env.spawn(&["api", "--listen", &listen, "--idempotency-window", "3s"]);
+        assert!(wait_for_port(port).await, "the API did not start");
+        instances.push(Api {
+            base: format!("http://{listen}"),
+        });
+    }
+    let (first_api, second_api) = (&instances[0], &instances[1]);
+    let (_, key) = first_api.tenant("a").await;
+    let send = |api: &Api, body: &Value| {
+        let url = format!("{}/v1/events", api.base);
+        let authorization = format!("Bearer {key}");
+        let body = body.to_string().into_bytes();
+        async move {
+            let headers = [
+                ("authorization", authorization.as_str()),
+                ("content-type", "application/json"),
+                ("idempotency-key", "order-42"),
+            ];
+            let (status, bytes) = http_request("POST", &url, &headers, body).await;
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
     };
-    let (_, key) = api.tenant("a").await;
-    let url = format!("{}/v1/events", api.base);
-    let authorization = format!("Bearer {key}");
-    let headers = [
-        ("authorization", authorization.as_str()),
-        ("content-type", "application/json"),
-        ("idempotency-key", "order-42"),
-    ];
-    let body = json!({"type": "order.created", "payload": {"order": 42}}).to_string();
+    let order = json!({"type": "order.created", "payload": {"order": 42}});
+    let changed = json!({"type": "order.created", "payload": {"order": 43}});
 
-    let (status, first) = http_request("POST", &url, &headers, body.clone().into_bytes()).await;
-    assert_eq!(status, 201);
+    let (status, first) = send(first_api, &order).await;
+    assert_eq!(status, 201, "{first}");
+    // The second instance learns of the key halfway through the window.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, second) = http_request("POST", &url, &headers, body.into_bytes()).await;
-    assert_eq!(status, 201);
+    let (status, replayed) = send(second_api, &order).await;
+    assert_eq!(status, 201, "{replayed}");
+    assert_eq!(replayed, first, "the second instance did not replay");
+
+    // Once the window of the first response has passed, the second instance produces again,
+    // and the first instance then sees that new response.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (status, again) = send(second_api, &order).await;
+    assert_eq!(status, 201, "{again}");
     assert_ne!(
-        first, second,
-        "the key was still remembered after its window"
+        again["offset"], first["offset"],
+        "the key outlived its window"
     );
+    assert_eq!(
+        again["id"], first["id"],
+        "the same body got another event id"
+    );
+    let (status, body) = send(first_api, &changed).await;
+    assert_eq!(
+        status, 422,
+        "the first instance missed the new response: {body}"
+    );
+
+    // After the next window, another body gets another event id.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, other) = send(first_api, &changed).await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["id"], first["id"], "another body reused the event id");
 
     let events = support::read_raw(&env.kafka, &env.kafka.topics().events);
-    assert_eq!(
-        events.len(),
-        2,
-        "expected the key to produce again: {events:?}"
-    );
+    assert_eq!(events.len(), 3, "expected one event per window: {events:?}");
 }
 
 #[tokio::test]
