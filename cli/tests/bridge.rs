@@ -177,6 +177,8 @@ async fn outbound_publishes_only_selected_types() {
     let topic_arn = aws.create_topic("events-out").await;
     let queue = aws.create_queue("events-out", &[]).await;
     aws.subscribe(&topic_arn, &queue, true).await;
+    let metrics_port = free_port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
     let sns_out = [
         "bridge",
         "sns-out",
@@ -187,7 +189,10 @@ async fn outbound_publishes_only_selected_types() {
         "--endpoint-url",
         &aws.endpoint,
     ];
-    let first = env.spawn(&sns_out);
+    let mut with_metrics = sns_out.to_vec();
+    with_metrics.extend(["--metrics-addr", metrics_address.as_str()]);
+    let first = env.spawn(&with_metrics);
+    assert!(wait_for_port(metrics_port).await, "no metrics endpoint");
 
     send_events(&env, "user.created", &["u-1".into()]).await;
     send_events(&env, "order.created", &["o-1".into(), "o-2".into()]).await;
@@ -204,6 +209,16 @@ async fn outbound_publishes_only_selected_types() {
         tenant_id: Some("tn_other".into()),
     };
     producer.send(other_tenant).await.unwrap();
+    // SNS takes at most 256 KiB, so this selected event is quarantined instead.
+    let oversized = NewEvent {
+        id: Some("o-big".into()),
+        event_type: "order.created".into(),
+        key: None,
+        content_type: "application/json".into(),
+        payload: format!(r#"{{"pad":"{}"}}"#, "x".repeat(270_000)).into_bytes(),
+        tenant_id: None,
+    };
+    producer.send(oversized).await.unwrap();
 
     let mut published = aws
         .drain(&queue.url, Duration::from_secs(5), Duration::from_secs(60))
@@ -227,6 +242,29 @@ async fn outbound_publishes_only_selected_types() {
         };
         assert_eq!(attributes["event_type"], expected_type);
         assert_eq!(attributes["content_type"], "application/json");
+    }
+    let url = format!("http://{metrics_address}/metrics");
+    let expected = [
+        "aurora_bridge_sns_published_total 3",
+        "aurora_quarantined_total{component=\"bridge-sns-out\"} 1",
+    ];
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        let (_, body) = http_request("GET", &url, &[], Vec::new()).await;
+        scraped = String::from_utf8_lossy(&body).into_owned();
+        if expected
+            .iter()
+            .all(|line| scraped.lines().any(|found| found == *line))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for line in expected {
+        assert!(
+            scraped.lines().any(|found| found == line),
+            "no {line:?} in {scraped}"
+        );
     }
 
     // Offsets were committed: a new instance publishes only what came after.

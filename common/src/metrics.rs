@@ -91,6 +91,7 @@ struct Families {
     ingest_requests: Family<StatusLabels, Counter>,
     api_requests: Family<StatusLabels, Counter>,
     bridge_events: Counter,
+    bridge_published: Counter,
     consumer_lag: Family<LagLabels, Gauge>,
 }
 
@@ -143,6 +144,7 @@ impl Metrics {
             ingest_requests: Family::default(),
             api_requests: Family::default(),
             bridge_events: Counter::default(),
+            bridge_published: Counter::default(),
             consumer_lag: Family::default(),
         };
         let endpoints = Arc::new(EndpointCollector::default());
@@ -256,6 +258,14 @@ impl Metrics {
         }
     }
 
+    /// Returns the handles of `aurora bridge sns-out`.
+    pub fn sns_out(&self) -> SnsOutMetrics {
+        SnsOutMetrics {
+            published: self.families.bridge_published.clone(),
+            quarantined: self.quarantined("bridge-sns-out"),
+        }
+    }
+
     /// Returns a consumer lag reporter for `group`, or `None` when this registry is not
     /// served, so that consumers request no statistics from librdkafka.
     pub fn consumer_lag(&self, group: &str) -> Option<LagReporter> {
@@ -348,6 +358,11 @@ fn register_families(registry: &mut Registry, families: &Families) {
         "bridge_sqs_events",
         "Events the SQS bridge produced from queue messages, counted once the broker acknowledged them.",
         families.bridge_events.clone(),
+    );
+    registry.register(
+        "bridge_sns_published",
+        "Events the SNS bridge published, counted once SNS accepted them.",
+        families.bridge_published.clone(),
     );
     registry.register(
         "consumer_lag",
@@ -554,6 +569,20 @@ impl Default for SqsInMetrics {
     /// Handles on a registry that is not served.
     fn default() -> Self {
         Metrics::default().sqs_in()
+    }
+}
+
+/// Metric handles of `aurora bridge sns-out`.
+#[derive(Clone, Debug)]
+pub struct SnsOutMetrics {
+    pub published: Counter,
+    pub quarantined: Counter,
+}
+
+impl Default for SnsOutMetrics {
+    /// Handles on a registry that is not served.
+    fn default() -> Self {
+        Metrics::default().sns_out()
     }
 }
 

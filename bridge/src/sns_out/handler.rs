@@ -4,6 +4,7 @@
 
 use aurora_common::consume::Handler;
 use aurora_common::kafka::Producer;
+use aurora_common::metrics::SnsOutMetrics;
 use futures::future::{self, BoxFuture, FutureExt};
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
@@ -22,6 +23,7 @@ pub struct SnsOutHandler {
     pub fifo: bool,
     pub publisher: mpsc::Sender<Pending>,
     pub quarantine: Quarantine,
+    pub metrics: SnsOutMetrics,
 }
 
 /// Producer of quarantine records for events SNS cannot take.
@@ -29,6 +31,8 @@ pub struct SnsOutHandler {
 pub struct Quarantine {
     pub producer: Producer,
     pub topic: String,
+    /// Where quarantined records are counted.
+    pub metrics: SnsOutMetrics,
 }
 
 impl Quarantine {
@@ -39,6 +43,7 @@ impl Quarantine {
         let key = aurora_common::quarantine::key(&record);
         aurora_common::produce::produce(&self.producer, &self.topic, key.as_bytes(), &value, None)
             .await?;
+        self.metrics.quarantined.inc();
         Ok(())
     }
 }
@@ -82,9 +87,13 @@ impl Handler for SnsOutHandler {
             .map_err(|_| Error::TaskStopped("the SNS publisher"))?;
 
         let quarantine = self.quarantine.clone();
+        let published = self.metrics.published.clone();
         Ok(async move {
             match outcome.await {
-                Ok(Outcome::Published) => Ok(()),
+                Ok(Outcome::Published) => {
+                    published.inc();
+                    Ok(())
+                }
                 Ok(Outcome::Rejected(reason)) => quarantine.record(message, reason).await,
                 Ok(Outcome::Failed(error)) => Err(Error::Shared(error)),
                 Err(_) => Err(Error::TaskStopped("the SNS publisher")),

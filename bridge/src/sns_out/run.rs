@@ -46,6 +46,7 @@ pub async fn run(config: SnsOutConfig, shutdown: CancellationToken) -> Result<()
         &config.metrics,
     )?;
     consumer.max_in_flight = config.max_in_flight;
+    let metrics = config.metrics.sns_out();
     let handler = SnsOutHandler {
         filters: config.event_types.clone(),
         tenant_id: config.tenant_id.clone().unwrap_or_default(),
@@ -55,7 +56,9 @@ pub async fn run(config: SnsOutConfig, shutdown: CancellationToken) -> Result<()
         quarantine: Quarantine {
             producer: aurora_common::kafka::producer(&config.kafka)?,
             topic: topics.quarantine,
+            metrics: metrics.clone(),
         },
+        metrics,
     };
     tracing::info!(topic_arn = %config.topic_arn, group_id = %group_id, event_types = ?config.event_types, "Bridge to SNS started.");
 
