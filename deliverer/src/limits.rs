@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -16,7 +17,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 struct EndpointLimit {
     in_flight: Arc<Semaphore>,
     concurrency: Arc<Semaphore>,
+    /// Holders of a concurrency place still waiting for the rate limit, so not yet sending.
+    rate_waiting: AtomicUsize,
     rate: Mutex<Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+/// Counts a wait for the rate limit while it lasts, including when the wait is cancelled.
+struct RateWait<'a>(&'a AtomicUsize);
+
+impl<'a> RateWait<'a> {
+    fn start(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        RateWait(waiting)
+    }
+}
+
+impl Drop for RateWait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Endpoints = Arc<Mutex<HashMap<String, Arc<EndpointLimit>>>>;
@@ -57,6 +76,7 @@ impl EndpointLimits {
                 Arc::new(EndpointLimit {
                     in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
                     concurrency: Arc::new(Semaphore::new(self.max_concurrency)),
+                    rate_waiting: AtomicUsize::new(0),
                     rate: Mutex::new(None),
                 })
             })
@@ -100,7 +120,9 @@ impl EndpointLimits {
             if limiter.check().is_err() {
                 tracing::trace!(endpoint_id, "Rate limit reached; waiting.");
                 let waited = Instant::now();
+                let wait = RateWait::start(&limit.rate_waiting);
                 limiter.until_ready().await;
+                drop(wait);
                 self.metrics.rate_limit_waits.inc();
                 self.metrics
                     .rate_limit_wait_seconds
@@ -111,7 +133,8 @@ impl EndpointLimits {
     }
 }
 
-/// Returns the deliveries and requests each endpoint holds, from its semaphores' free places.
+/// Returns the deliveries and requests each endpoint holds, from its semaphores' free places;
+/// requests still waiting for the rate limit are not counted as under way.
 fn load(endpoints: &Endpoints, max_in_flight: usize, max_concurrency: usize) -> Vec<EndpointLoad> {
     let endpoints = endpoints.lock().unwrap_or_else(PoisonError::into_inner);
     let taken = |free: usize, max: usize| max.saturating_sub(free) as i64;
@@ -120,7 +143,8 @@ fn load(endpoints: &Endpoints, max_in_flight: usize, max_concurrency: usize) -> 
         .map(|(endpoint_id, limit)| EndpointLoad {
             endpoint_id: endpoint_id.clone(),
             deliveries_in_flight: taken(limit.in_flight.available_permits(), max_in_flight),
-            requests_in_flight: taken(limit.concurrency.available_permits(), max_concurrency),
+            requests_in_flight: taken(limit.concurrency.available_permits(), max_concurrency)
+                .saturating_sub(limit.rate_waiting.load(Ordering::Relaxed) as i64),
         })
         .collect()
 }
@@ -144,5 +168,51 @@ fn rate_limiter(
             *rate = Some((rate_limit, limiter.clone()));
             Some(limiter)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn requests_in_flight(limits: &EndpointLimits) -> i64 {
+        load(
+            &limits.endpoints,
+            limits.max_in_flight,
+            limits.max_concurrency,
+        )[0]
+        .requests_in_flight
+    }
+
+    #[tokio::test]
+    async fn rate_limit_wait_is_not_request_in_flight() {
+        let limits = Arc::new(EndpointLimits::new(8, 4, &DelivererMetrics::default()));
+        let rate_limit = Some(RateLimit {
+            per_second: 1,
+            burst: 1,
+        });
+        let first = limits.admit("orders", rate_limit).await;
+        let second = tokio::spawn({
+            let limits = limits.clone();
+            async move { limits.admit("orders", rate_limit).await }
+        });
+        let endpoint = limits.endpoint("orders");
+        for _ in 0..100 {
+            if endpoint.rate_waiting.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(endpoint.rate_waiting.load(Ordering::Relaxed), 1);
+        assert_eq!(requests_in_flight(&limits), 1);
+
+        drop(first);
+        let second = second.await.unwrap();
+        assert_eq!(endpoint.rate_waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(requests_in_flight(&limits), 1);
+        drop(second);
+        assert_eq!(requests_in_flight(&limits), 0);
     }
 }
