@@ -162,6 +162,21 @@ async fn gone_disables_then_redrive_delivers_kept() {
         "{operations:?}"
     );
 
+    // While the endpoint is disabled, a dry run lists the deliveries and warns that the real
+    // run would refuse.
+    let preview = env
+        .aurora(&["dlq", "redrive", "--endpoint", "leaving", "--dry-run"])
+        .await;
+    assert!(preview.status.success(), "{preview:?}");
+    assert!(
+        String::from_utf8_lossy(&preview.stderr).contains("is disabled"),
+        "{preview:?}"
+    );
+    let refused = env
+        .aurora(&["dlq", "redrive", "--endpoint", "leaving"])
+        .await;
+    assert!(!refused.status.success(), "{refused:?}");
+
     let output = env.aurora(&["endpoint", "enable", "--id", "leaving"]).await;
     assert!(output.status.success(), "{output:?}");
     let output = env
@@ -216,6 +231,40 @@ async fn replay_by_offset_redelivers_exact_range() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.count(), 10, "a dry run changed something");
+
+    // A topic the group does not consume is refused, and a dry run warns about a group
+    // whose consumers still run.
+    let wrong_topic = env
+        .aurora(&[
+            "replay",
+            "--group",
+            "router",
+            "--topic",
+            "deliveries",
+            "--to-earliest",
+        ])
+        .await;
+    assert!(!wrong_topic.status.success(), "{wrong_topic:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong_topic.stderr).contains("consumes"),
+        "{wrong_topic:?}"
+    );
+    let running = env
+        .aurora(&[
+            "replay",
+            "--group",
+            "deliverer",
+            "--topic",
+            "deliveries",
+            "--to-earliest",
+            "--dry-run",
+        ])
+        .await;
+    assert!(running.status.success(), "{running:?}");
+    assert!(
+        String::from_utf8_lossy(&running.stderr).contains("active member"),
+        "{running:?}"
+    );
 
     let output = env
         .aurora(&[

@@ -126,6 +126,10 @@ async fn check_endpoint(kafka: &KafkaArgs, endpoint_id: &str, dry_run: bool) -> 
         Some(endpoint) if !endpoint.enabled && !dry_run => anyhow::bail!(
             "endpoint {endpoint_id} is disabled, so redriven deliveries would be dead-lettered again; run `aurora endpoint enable --id {endpoint_id}` first"
         ),
+        Some(endpoint) if !endpoint.enabled => {
+            eprintln!("Warning: endpoint {endpoint_id} is disabled, so the real run will refuse until `aurora endpoint enable --id {endpoint_id}`.");
+            Ok(())
+        }
         Some(_) => Ok(()),
     }
 }

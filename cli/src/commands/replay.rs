@@ -25,7 +25,7 @@ const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Consumer group: router, deliverer or retry (prefixed with the topic prefix), or any full group id.
+    /// Consumer group: router, deliverer, retry or sns-out (prefixed with the topic prefix), or any full group id.
     #[arg(long)]
     group: String,
     /// Topic: events, deliveries or another AuroraPress topic name without the prefix, or a full name.
@@ -68,7 +68,7 @@ pub async fn run(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<()> {
 
 fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     let group = match args.group.as_str() {
-        "router" | "deliverer" | "retry" => kafka.group_id(&args.group),
+        "router" | "deliverer" | "retry" | "sns-out" => kafka.group_id(&args.group),
         other => other.to_string(),
     };
     let topic = if args.topic.starts_with(&kafka.topic_prefix) {
@@ -76,10 +76,18 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     } else {
         format!("{}{}", kafka.topic_prefix, args.topic)
     };
+    if let Some(consumed) = consumed_topics(kafka, &args.group) {
+        if !consumed.contains(&topic) {
+            bail!(
+                "group {group} consumes {}, not {topic}; replay one of those topics",
+                consumed.join(", ")
+            );
+        }
+    }
     let consumer: BaseConsumer<QuietContext> = aurora_common::kafka::consumer_config(kafka, &group)
         .create_with_context(QuietContext::default())
         .context("creating the consumer")?;
-    check_group(&consumer, &group, args.dry_run)?;
+    let members = check_group(&consumer, &group, args.dry_run)?;
     let partitions = partitions(&consumer, &topic, &args.partitions)?;
 
     let mut resets = Vec::new();
@@ -100,7 +108,13 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     }
     read_committed(&consumer, &topic, &mut resets)?;
     print_plan(&group, &topic, &resets, args.dry_run);
+    if resets.iter().all(|reset| reset.committed.is_none()) {
+        eprintln!("Warning: group {group} has no committed offsets on {topic}; check that it consumes this topic.");
+    }
     if args.dry_run {
+        if members > 0 {
+            eprintln!("Warning: group {group} has {members} active member(s), so the real run will refuse until its consumers are stopped.");
+        }
         return Ok(());
     }
 
@@ -165,13 +179,24 @@ fn follow(
     }
 }
 
+/// Returns the topics the named AuroraPress group consumes, or `None` for another group id.
+fn consumed_topics(kafka: &KafkaArgs, name: &str) -> Option<Vec<String>> {
+    let topics = kafka.topics();
+    match name {
+        "router" | "sns-out" => Some(vec![topics.events]),
+        "deliverer" => Some(vec![topics.deliveries]),
+        "retry" => Some(topics.retry.into_iter().map(|tier| tier.topic).collect()),
+        _ => None,
+    }
+}
+
 /// Refuses a group that does not exist, or (unless this is a dry run) one with members,
-/// whose next commit would overwrite the reset.
+/// whose next commit would overwrite the reset; returns the number of members.
 fn check_group(
     consumer: &BaseConsumer<QuietContext>,
     group: &str,
     dry_run: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let groups = consumer
         .fetch_group_list(Some(group), QUERY_TIMEOUT)
         .context("listing consumer groups")?;
@@ -181,13 +206,13 @@ fn check_group(
     if found.state().eq_ignore_ascii_case("dead") {
         bail!("consumer group {group} was not found; use router, deliverer, retry or an existing group id");
     }
-    if !dry_run && !found.members().is_empty() {
+    let members = found.members().len();
+    if !dry_run && members > 0 {
         bail!(
-            "consumer group {group} has {} active members; stop them first, or their next commit overwrites the reset",
-            found.members().len()
+            "consumer group {group} has {members} active member(s); stop them first, or their next commit overwrites the reset"
         );
     }
-    Ok(())
+    Ok(members)
 }
 
 fn partitions(
