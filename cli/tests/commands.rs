@@ -208,6 +208,32 @@ async fn bad_configuration_stops_startup_naming_the_setting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_to_missing_topic_names_fix() {
+    let output = tokio::process::Command::new(support::AURORA)
+        .args([
+            "produce",
+            "--type",
+            "a.b",
+            "--data",
+            "{}",
+            "--timeout",
+            "20s",
+        ])
+        .env("AURORA_BOOTSTRAP_SERVERS", support::bootstrap())
+        .env(
+            "AURORA_TOPIC_PREFIX",
+            format!("missing{}.", rand::random::<u32>()),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("was not found"), "{stderr}");
+    assert!(stderr.contains("aurora topics create"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_verifies_ed25519_with_public_key() {
     use ed25519_dalek::Signer;
     let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());

@@ -143,6 +143,13 @@ pub fn group_offsets(
     Ok(offsets)
 }
 
+/// Checks that `topic` exists, waiting at most `timeout` for the broker's metadata. A
+/// producer to a missing topic otherwise fails only when its message timeout runs out.
+pub fn check_topic(kafka: &KafkaArgs, topic: &str, timeout: Duration) -> Result<(), Error> {
+    let consumer = reader_consumer(kafka, &kafka.group_id("topic-check"), topic)?;
+    partition_count(&consumer, topic, timeout).map(|_| ())
+}
+
 fn reader_consumer(
     kafka: &KafkaArgs,
     group: &str,

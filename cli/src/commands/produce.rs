@@ -45,6 +45,14 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
     kafka
         .producer_properties
         .push(("message.timeout.ms".into(), timeout_ms));
+    let events_topic = kafka.topics().events;
+    let checked = kafka.clone();
+    let timeout = args.timeout;
+    tokio::task::spawn_blocking(move || {
+        aurora_common::read::check_topic(&checked, &events_topic, timeout)
+    })
+    .await?
+    .with_context(|| format!("checking the events topic on {}", kafka.bootstrap_servers))?;
     let producer = EventProducer::new(&kafka, "aurora-cli", encoding)?;
     let event = |id: Option<String>, payload: String| NewEvent {
         id,
