@@ -6,7 +6,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use aurora_schemas::Delivery;
+use aurora_schemas::{Delivery, Operation, OperationKind};
 use support::{
     free_port, http_request, send_events, test_secret, wait_for_port, wait_until, Env, Receiver,
 };
@@ -411,4 +411,51 @@ async fn json_logs_carry_delivery_span() {
     assert!(span["partition"].is_i64(), "{failed}");
     assert_eq!(span["offset"], 0, "{failed}");
     assert_eq!(failed["level"], "WARN", "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_failing_endpoints() {
+    let env = Env::new("status-health").await;
+    for id in ["shaky", "steady"] {
+        env.add_endpoint(id, "http://127.0.0.1:9/", &["*"], &test_secret())
+            .await;
+    }
+    // The deliverer reports health on the operations topic; these are the records it writes.
+    let producer = aurora_common::kafka::producer(&env.kafka).unwrap();
+    let operations = format!("{}operations", env.prefix);
+    for (endpoint_id, kind) in [
+        ("shaky", OperationKind::Failing),
+        ("steady", OperationKind::Failing),
+        ("steady", OperationKind::Recovered),
+    ] {
+        let operation = Operation {
+            endpoint_id: endpoint_id.into(),
+            kind,
+            reason: "connection refused".into(),
+            consecutive_failures: 5,
+            at_ms: 1,
+        };
+        let value = aurora_schemas::encode(&operation).unwrap();
+        aurora_common::produce::produce(
+            &producer,
+            &operations,
+            endpoint_id.as_bytes(),
+            &value,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+
+    let status = status_json(&env).await;
+    assert_eq!(
+        endpoint_status(&status, "shaky")["state"],
+        "failing",
+        "{status:#}"
+    );
+    assert_eq!(
+        endpoint_status(&status, "steady")["state"],
+        "enabled",
+        "{status:#}"
+    );
 }

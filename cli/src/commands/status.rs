@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use aurora_common::read::{group_offsets, read_from, read_to_end, PartitionOffsets};
 use aurora_common::KafkaArgs;
-use aurora_schemas::{Attempt, AttemptOutcome};
+use aurora_schemas::{Attempt, AttemptOutcome, Operation, OperationKind};
 use clap::Args;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset};
@@ -45,8 +45,12 @@ struct LastError {
 #[derive(Debug, Default, Serialize)]
 struct EndpointStatus {
     endpoint_id: String,
-    /// enabled, disabled, or deleted for an endpoint found only in the records.
+    /// enabled; failing (enabled, but the deliverer reported its deliveries failing and no
+    /// recovery since); disabled; or deleted for an endpoint found only in the records.
     state: &'static str,
+    /// Whether the endpoint's last health operation reported it failing.
+    #[serde(skip)]
+    failing: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
     attempts: u64,
@@ -104,10 +108,10 @@ pub async fn run(kafka: &KafkaArgs, args: StatusArgs) -> anyhow::Result<()> {
     let mut report = tokio::task::spawn_blocking(move || collect(&reader_kafka, since)).await??;
     for (endpoint_id, subscription) in subscriptions.iter() {
         let status = endpoint(&mut report.endpoints, endpoint_id);
-        status.state = if subscription.enabled {
-            "enabled"
-        } else {
-            "disabled"
+        status.state = match (subscription.enabled, status.failing) {
+            (true, false) => "enabled",
+            (true, true) => "failing",
+            (false, _) => "disabled",
         };
         if !subscription.enabled && !subscription.disabled_reason.is_empty() {
             status.disabled_reason = Some(subscription.disabled_reason.clone());
@@ -185,6 +189,23 @@ fn collect(kafka: &KafkaArgs, since: Option<i64>) -> anyhow::Result<Collected> {
     )
     .with_context(|| format!("reading {}", topics.dead_letter))?;
 
+    // Health is the latest operation of each endpoint, whatever --since says.
+    read_to_end(
+        kafka,
+        &topics.operations,
+        "status",
+        READ_TIMEOUT,
+        |message| {
+            let Some(Ok(operation)) = message.payload().map(aurora_schemas::decode::<Operation>)
+            else {
+                return;
+            };
+            endpoint(&mut endpoints, &operation.endpoint_id).failing =
+                operation.kind == OperationKind::Failing;
+        },
+    )
+    .with_context(|| format!("reading {}", topics.operations))?;
+
     let mut groups = Vec::new();
     let deliverer = kafka.group_id("deliverer");
     let offsets = unconsumed(kafka, &deliverer, &topics.deliveries, |message| {
@@ -204,6 +225,14 @@ fn collect(kafka: &KafkaArgs, since: Option<i64>) -> anyhow::Result<Collected> {
     let offsets = group_offsets(kafka, &router, &topics.events, READ_TIMEOUT)
         .with_context(|| format!("reading the offsets of group {router}"))?;
     groups.insert(0, group_status(&router, &topics.events, &offsets));
+
+    // The SNS bridge's group appears once it has committed, under its default name.
+    let sns_out = kafka.group_id("sns-out");
+    let offsets = group_offsets(kafka, &sns_out, &topics.events, READ_TIMEOUT)
+        .with_context(|| format!("reading the offsets of group {sns_out}"))?;
+    if offsets.iter().any(|offsets| offsets.committed.is_some()) {
+        groups.push(group_status(&sns_out, &topics.events, &offsets));
+    }
     Ok(Collected { endpoints, groups })
 }
 
