@@ -283,90 +283,91 @@ impl Metrics {
     }
 }
 
+/// Registers every family; the registry adds the final period to each help text.
 fn register_families(registry: &mut Registry, families: &Families) {
     registry.register(
         "deliveries",
-        "Deliveries processed by the deliverer, by outcome: delivered, retry_scheduled or dead_lettered.",
+        "Deliveries processed by the deliverer, by outcome: delivered, retry_scheduled or dead_lettered",
         families.deliveries.clone(),
     );
     registry.register(
         "attempt_duration_seconds",
-        "Duration of HTTP delivery attempts, response body included.",
+        "Duration of HTTP delivery attempts, response body included",
         families.attempt_seconds.clone(),
     );
     registry.register(
         "retries_scheduled",
-        "Failed deliveries sent to a retry tier, by tier delay.",
+        "Failed deliveries sent to a retry tier, by tier delay",
         families.retries_scheduled.clone(),
     );
     registry.register(
         "retries_released",
-        "Deliveries the retry stage sent back to delivery once due, by tier delay.",
+        "Deliveries the retry stage sent back to delivery once due, by tier delay",
         families.retries_released.clone(),
     );
     registry.register(
         "retries_waiting",
-        "Retry records held by the retry stage until due, by tier delay.",
+        "Retry records held by the retry stage until due, by tier delay",
         families.retries_waiting.clone(),
     );
     registry.register(
         "dead_letters",
-        "Deliveries written to the dead-letter topic, by reason.",
+        "Deliveries written to the dead-letter topic, by reason",
         families.dead_letters.clone(),
     );
     registry.register(
         "quarantined",
-        "Records copied to the quarantine topic because they could not be understood, by component.",
+        "Records copied to the quarantine topic because they could not be understood, by component",
         families.quarantined.clone(),
     );
     registry.register(
         "rate_limit_waits",
-        "Requests that waited for their endpoint's rate limit.",
+        "Requests that waited for their endpoint's rate limit",
         families.rate_limit_waits.clone(),
     );
     registry.register(
         "rate_limit_wait_seconds",
-        "Time requests spent waiting for their endpoint's rate limit.",
+        "Time requests spent waiting for their endpoint's rate limit",
         families.rate_limit_wait_seconds.clone(),
     );
     registry.register(
         "events_routed",
-        "Events whose deliveries the broker acknowledged, matched or not.",
+        "Events whose deliveries the broker acknowledged, matched or not",
         families.events_routed.clone(),
     );
     registry.register(
         "events_unmatched",
-        "Events that matched no endpoint.",
+        "Events that matched no endpoint",
         families.events_unmatched.clone(),
     );
     registry.register(
         "deliveries_routed",
-        "Deliveries the router enqueued, one per event and matching endpoint.",
+        "Deliveries the router enqueued, one per event and matching endpoint",
         families.deliveries_routed.clone(),
     );
     registry.register(
         "ingest_requests",
-        "Requests to the ingest API, by HTTP response status.",
+        "Requests to the ingest API, by HTTP response status",
         families.ingest_requests.clone(),
     );
     registry.register(
         "api_requests",
-        "Requests to the tenant API, by HTTP response status.",
+        "Requests to the tenant API, by HTTP response status",
         families.api_requests.clone(),
     );
     registry.register(
         "bridge_sqs_events",
-        "Events the SQS bridge produced from queue messages, counted once the broker acknowledged them.",
+        "Events the SQS bridge produced from queue messages, counted once the broker acknowledged them",
         families.bridge_events.clone(),
     );
     registry.register(
         "bridge_sns_published",
-        "Events the SNS bridge published, counted once SNS accepted them.",
+        "Events the SNS bridge published, counted once SNS accepted them",
         families.bridge_published.clone(),
     );
     registry.register(
         "consumer_lag",
-        "Records between a partition's end and the group's committed offset, from librdkafka statistics.",
+        "Records between a partition's end and the group's committed offset, from librdkafka statistics",
         families.consumer_lag.clone(),
     );
 }
@@ -491,7 +492,7 @@ impl Collector for EndpointCollector {
         deliveries.encode(descriptor)?;
         let descriptor = encoder.encode_descriptor(
             "endpoint_requests_in_flight",
-            "HTTP requests under way per endpoint.",
+            "HTTP requests under way per endpoint, not counting those waiting for the rate limit.",
             None,
             requests.metric_type(),
         )?;
@@ -682,6 +683,10 @@ mod tests {
         assert!(text.contains("aurora_retries_scheduled_total{tier=\"1s\"} 1"));
         assert!(text.contains("aurora_attempt_duration_seconds_count 1"));
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains(".."),
+            "a help text ends in two periods:\n{text}"
+        );
     }
 
     #[test]
