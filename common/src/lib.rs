@@ -20,6 +20,22 @@ pub use offsets::OffsetTracker;
 pub use table::{IdempotencyTable, SubscriptionTable, Table, TenantTable};
 pub use topics::{RetryTier, Topics};
 
+/// Returns an error and its sources joined with ": ", leaving out a source whose text is
+/// already part of the message, as when a wrapper repeats its cause.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Errors of the shared Kafka plumbing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,5 +66,53 @@ impl Error {
     pub fn kafka(operation: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
         let operation = operation.into();
         move |source| Error::Kafka { operation, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| {
+                Some(Layer {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let error = layers(&["sending failed", "connect", "connection refused"]);
+        assert_eq!(
+            error_chain(&error),
+            "sending failed: connect: connection refused"
+        );
+    }
+
+    #[test]
+    fn error_chain_skips_repeated_source() {
+        let error = layers(&[
+            "client error (Connect)",
+            "client error (Connect)",
+            "connection refused",
+        ]);
+        assert_eq!(
+            error_chain(&error),
+            "client error (Connect): connection refused"
+        );
     }
 }

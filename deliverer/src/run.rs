@@ -257,15 +257,9 @@ impl Shared {
 
     /// Sends a request; the error text includes every cause, such as "connection refused".
     async fn send(&self, outgoing: Outgoing<'_>) -> Result<crate::client::Response, String> {
-        self.client.send(outgoing).await.map_err(|error| {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
-        })
+        self.client
+            .send(outgoing)
+            .await
+            .map_err(|error| aurora_common::error_chain(&error))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_common::error_chain;
 use aurora_deliverer::client::{Outgoing, SendError, WebhookClient};
 use aurora_deliverer::ssrf::{forbidden_range, Guard};
 use bytes::Bytes;
@@ -250,15 +251,4 @@ async fn refusal_never_connects() {
     let _ = send(allowed, format!("http://{address}/hook")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

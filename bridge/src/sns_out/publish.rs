@@ -136,7 +136,7 @@ impl Publisher {
                 return self.fail(batch, failures, last_error);
             }
             let pause = Backoff::DEFAULT.delay(failures);
-            tracing::warn!(error = %describe(&*last_error), topic_arn = %self.topic_arn, entries = batch.len(), attempt = failures, pause = ?pause, "Publishing to SNS failed; retrying with backoff.");
+            tracing::warn!(error = %aurora_common::error_chain(&*last_error), topic_arn = %self.topic_arn, entries = batch.len(), attempt = failures, pause = ?pause, "Publishing to SNS failed; retrying with backoff.");
             let receivers_gone = join_all(batch.iter_mut().map(|pending| pending.outcome.closed()));
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -202,7 +202,7 @@ impl Publisher {
             attempts,
             source,
         });
-        tracing::error!(error = %describe(&*error), entries = batch.len(), "Publishing to SNS failed; the bridge stops without committing these events.");
+        tracing::error!(error = %aurora_common::error_chain(&*error), entries = batch.len(), "Publishing to SNS failed; the bridge stops without committing these events.");
         for pending in batch {
             let _ = pending.outcome.send(Outcome::Failed(error.clone()));
         }
@@ -213,15 +213,4 @@ impl Publisher {
 enum CallError {
     Transient(aws_sdk_sns::error::BoxError),
     Permanent(aws_sdk_sns::error::BoxError),
-}
-
-/// Returns an error and its sources joined with ": ".
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        parts.push(cause.to_string());
-        source = cause.source();
-    }
-    parts.join(": ")
 }
