@@ -392,7 +392,7 @@ async fn idempotency_key_expires_after_window() {
     assert_eq!(replayed, first, "the second instance did not replay");
 
     // Once the window of the first response has passed, the second instance produces again,
-    // and the first instance then sees that new response.
+    // and the first instance then finds that new response on the topic.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let (status, again) = send(second_api, &order).await;
     assert_eq!(status, 201, "{again}");

@@ -172,10 +172,10 @@ async fn gone_disables_then_redrive_delivers_kept() {
         String::from_utf8_lossy(&preview.stderr).contains("is disabled"),
         "{preview:?}"
     );
-    let refused = env
+    let rejected = env
         .aurora(&["dlq", "redrive", "--endpoint", "leaving"])
         .await;
-    assert!(!refused.status.success(), "{refused:?}");
+    assert!(!rejected.status.success(), "{rejected:?}");
 
     let output = env.aurora(&["endpoint", "enable", "--id", "leaving"]).await;
     assert!(output.status.success(), "{output:?}");
@@ -232,7 +232,7 @@ async fn replay_by_offset_redelivers_exact_range() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.count(), 10, "a dry run changed something");
 
-    // A topic the group does not consume is refused, and a dry run warns about a group
+    // A topic the group does not consume is rejected, and a dry run warns about a group
     // whose consumers still run.
     let wrong_topic = env
         .aurora(&[

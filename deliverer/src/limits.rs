@@ -133,8 +133,8 @@ impl EndpointLimits {
     }
 }
 
-/// Returns the deliveries and requests each endpoint holds, from its semaphores' free places;
-/// requests still waiting for the rate limit are not counted as under way.
+/// Returns the deliveries and requests each endpoint holds, from its semaphores' free places.
+/// Requests still waiting for the rate limit are not counted as under way.
 fn load(endpoints: &Endpoints, max_in_flight: usize, max_concurrency: usize) -> Vec<EndpointLoad> {
     let endpoints = endpoints.lock().unwrap_or_else(PoisonError::into_inner);
     let taken = |free: usize, max: usize| max.saturating_sub(free) as i64;

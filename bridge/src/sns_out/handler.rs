@@ -31,7 +31,7 @@ pub struct SnsOutHandler {
 pub struct Quarantine {
     pub producer: Producer,
     pub topic: String,
-    /// Where quarantined records are counted.
+    /// Metric handles that count the quarantined records.
     pub metrics: SnsOutMetrics,
 }
 

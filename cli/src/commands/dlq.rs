@@ -127,7 +127,7 @@ async fn check_endpoint(kafka: &KafkaArgs, endpoint_id: &str, dry_run: bool) -> 
             "endpoint {endpoint_id} is disabled, so redriven deliveries would be dead-lettered again; run `aurora endpoint enable --id {endpoint_id}` first"
         ),
         Some(endpoint) if !endpoint.enabled => {
-            eprintln!("Warning: endpoint {endpoint_id} is disabled, so the real run will refuse until `aurora endpoint enable --id {endpoint_id}`.");
+            eprintln!("Warning: endpoint {endpoint_id} is disabled, so the real run will fail until `aurora endpoint enable --id {endpoint_id}` is run.");
             Ok(())
         }
         Some(_) => Ok(()),

@@ -113,7 +113,7 @@ fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     }
     if args.dry_run {
         if members > 0 {
-            eprintln!("Warning: group {group} has {members} active member(s), so the real run will refuse until its consumers are stopped.");
+            eprintln!("Warning: group {group} has {members} active member(s), so the real run will fail until its consumers are stopped.");
         }
         return Ok(());
     }

@@ -189,7 +189,7 @@ fn collect(kafka: &KafkaArgs, since: Option<i64>) -> anyhow::Result<Collected> {
     )
     .with_context(|| format!("reading {}", topics.dead_letter))?;
 
-    // Health is the latest operation of each endpoint, whatever --since says.
+    // Health comes from the latest operation of each endpoint, regardless of --since.
     read_to_end(
         kafka,
         &topics.operations,
