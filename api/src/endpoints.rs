@@ -493,22 +493,8 @@ fn check_url(app: &App, url: &str) -> Result<String, ApiError> {
     if url.len() > MAX_URL_BYTES {
         return Err(invalid(&format!("it is longer than {MAX_URL_BYTES} bytes")));
     }
-    let parsed = url::Url::parse(url).map_err(|error| {
-        invalid(&format!(
-            "{error}; give an absolute http:// or https:// URL"
-        ))
-    })?;
-    let scheme = parsed.scheme();
-    if scheme != "http" && scheme != "https" {
-        return Err(invalid("give an absolute http:// or https:// URL"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("credentials in the URL are not supported"));
-    }
-    if parsed.port() == Some(0) {
-        return Err(invalid("port 0 cannot be connected to"));
-    }
-    if app.config.guard.require_https && scheme != "https" {
+    let parsed = aurora_deliverer::ssrf::parse_endpoint_url(url).map_err(|why| invalid(&why))?;
+    if app.config.guard.require_https && parsed.scheme() != "https" {
         return Err(invalid("this server delivers only to https:// URLs"));
     }
     let address = match parsed.host() {

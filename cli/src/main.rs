@@ -78,7 +78,7 @@ enum Command {
     Status(commands::status::StatusArgs),
     /// Print the records of an internal topic as JSON lines.
     Inspect(commands::inspect::InspectArgs),
-    /// Add, list or remove endpoints on the subscriptions topic.
+    /// Add, list, remove, enable or disable endpoints, or rotate their secrets, on the subscriptions topic.
     #[command(subcommand)]
     Endpoint(commands::endpoint::EndpointCommand),
     /// Carry events between Amazon SNS/SQS and the events topic.

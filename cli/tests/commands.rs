@@ -234,6 +234,43 @@ async fn produce_to_missing_topic_names_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_reports_invalid_event_as_such() {
+    let env = Env::new("produce-invalid").await;
+    let output = env
+        .aurora(&[
+            "produce",
+            "--type",
+            "invoice.paid",
+            "--data",
+            r#"{"invoice": 42"#,
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    assert!(!stderr.contains("not acknowledged"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_add_rejects_unusable_urls() {
+    let env = Env::new("endpoint-urls").await;
+    for (url, reason) in [
+        ("http://127.0.0.1:88888/hook", "invalid port"),
+        ("http://user:secret@127.0.0.1:9000/hook", "credentials"),
+        ("ftp://127.0.0.1/hook", "http://"),
+    ] {
+        let output = env
+            .aurora(&[
+                "endpoint", "add", "--id", "bad", "--url", url, "--filter", "*",
+            ])
+            .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url} was accepted");
+        assert!(stderr.contains(reason), "{url}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_verifies_ed25519_with_public_key() {
     use ed25519_dalek::Signer;
     let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());

@@ -136,9 +136,17 @@ impl GuardedConnector {
             .host()
             .ok_or_else(|| Refused(format!("{uri} has no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = match (port_text(uri), uri.port_u16()) {
+            (None, _) if scheme == "https" => 443,
+            (None, _) => 80,
+            (Some(_), Some(port)) if port > 0 => port,
+            // `Uri::port` is `None` for a port beyond 65535, which must not become the default.
+            (Some(_), _) => {
+                return Err(Box::new(Refused(format!(
+                    "{uri} has an invalid port; use 1 to 65535"
+                ))))
+            }
+        };
         let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
@@ -201,5 +209,61 @@ impl tower_service::Service<Uri> for GuardedConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         Box::pin(self.clone().connect(uri))
+    }
+}
+/// Returns the port as written in the URI's authority, if any is written.
+fn port_text(uri: &Uri) -> Option<&str> {
+    let authority = uri.authority()?.as_str();
+    let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
+    // The colons of an IPv6 literal are inside its brackets.
+    let after_host = host_and_port
+        .rfind(']')
+        .map_or(host_and_port, |end| &host_and_port[end..]);
+    let (_, port) = after_host.rsplit_once(':')?;
+    (!port.is_empty()).then_some(port)
+}
+
+/// Parses an endpoint URL and checks what every endpoint URL needs: http or https, a host, a
+/// port from 1 to 65535, and no credentials, which would not be sent. The address itself is
+/// checked by the guard.
+pub fn parse_endpoint_url(url: &str) -> Result<url::Url, String> {
+    const ABSOLUTE: &str = "give an absolute http:// or https:// URL";
+    let parsed = url::Url::parse(url).map_err(|error| format!("{error}; {ABSOLUTE}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ABSOLUTE.into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "credentials in the URL are not supported, because they would not be sent".into(),
+        );
+    }
+    if parsed.port() == Some(0) {
+        return Err("port 0 cannot be connected to".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_text;
+
+    #[test]
+    fn port_text_reads_written_port() {
+        let cases = [
+            ("http://127.0.0.1:9000/hook", Some("9000")),
+            ("http://127.0.0.1:88888/hook", Some("88888")),
+            ("http://127.0.0.1/hook", None),
+            ("http://127.0.0.1:/hook", None),
+            ("http://[::1]/hook", None),
+            ("http://[::1]:8443/hook", Some("8443")),
+            ("http://user:secret@example.com/hook", None),
+        ];
+        for (uri, expected) in cases {
+            let uri: hyper::Uri = uri.parse().unwrap();
+            assert_eq!(port_text(&uri), expected, "{uri}");
+        }
     }
 }

@@ -248,7 +248,34 @@ async fn refusal_never_connects() {
             require_https: false,
         },
     );
+    // A port beyond 65535 is an error, not the scheme's default port.
+    let error = send(allowed.clone(), "http://127.0.0.1:88888/hook".into())
+        .await
+        .unwrap_err();
+    assert!(
+        error_chain(&error).contains("invalid port"),
+        "{}",
+        error_chain(&error)
+    );
     let _ = send(allowed, format!("http://{address}/hook")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn endpoint_urls_are_checked() {
+    use aurora_deliverer::ssrf::parse_endpoint_url;
+
+    assert!(parse_endpoint_url("https://hooks.example.com/aurora").is_ok());
+    assert!(parse_endpoint_url("http://127.0.0.1:9000/hook").is_ok());
+    for (url, reason) in [
+        ("http://127.0.0.1:88888/hook", "invalid port"),
+        ("http://127.0.0.1:0/hook", "port 0"),
+        ("http://user:secret@127.0.0.1:9000/hook", "credentials"),
+        ("ftp://127.0.0.1/hook", "http://"),
+        ("not a url", "http://"),
+    ] {
+        let error = parse_endpoint_url(url).unwrap_err();
+        assert!(error.contains(reason), "{url}: {error}");
+    }
 }

@@ -67,7 +67,7 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
         let produced = producer
             .send(event(args.id.clone(), data.clone()))
             .await
-            .with_context(|| unacknowledged(&kafka, args.timeout))?;
+            .map_err(|error| explain(error, &kafka, args.timeout))?;
         println!("{}", serde_json::to_string(&produced)?);
         return Ok(());
     }
@@ -79,21 +79,27 @@ pub async fn run(kafka: &KafkaArgs, args: ProduceArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let produced = producer.send(event(None, line)).await.with_context(|| {
-            format!(
-                "line {}: {}",
-                number + 1,
-                unacknowledged(&kafka, args.timeout)
-            )
-        })?;
+        let produced = producer
+            .send(event(None, line))
+            .await
+            .map_err(|error| explain(error, &kafka, args.timeout))
+            .with_context(|| format!("line {}", number + 1))?;
         println!("{}", serde_json::to_string(&produced)?);
     }
     Ok(())
 }
 
-fn unacknowledged(kafka: &KafkaArgs, timeout: std::time::Duration) -> String {
-    format!(
-        "the event was not acknowledged by {} within {timeout:?}; check that the broker is reachable",
-        kafka.bootstrap_servers
-    )
+/// Returns an invalid event's error as it is, and adds the broker to any other error.
+fn explain(
+    error: aurora_producer::Error,
+    kafka: &KafkaArgs,
+    timeout: std::time::Duration,
+) -> anyhow::Error {
+    match error {
+        aurora_producer::Error::InvalidEvent(_) => error.into(),
+        error => anyhow::Error::new(error).context(format!(
+            "the event was not acknowledged by {} within {timeout:?}; check that the broker is reachable",
+            kafka.bootstrap_servers
+        )),
+    }
 }
