@@ -28,8 +28,8 @@ pub struct ApiArgs {
     #[arg(long, env = "AURORA_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
     /// Largest request body accepted, in bytes; larger ones get 413.
-    #[arg(long, env = "AURORA_API_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    max_body_bytes: usize,
+    #[arg(long, env = "AURORA_API_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
     /// How long a repeated Idempotency-Key returns the first response (for example 24h).
     #[arg(long, env = "AURORA_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
     idempotency_window: Duration,
@@ -71,7 +71,7 @@ pub async fn run(
         kafka: kafka.clone(),
         admin_key_sha256: args.admin_key.as_deref().map(aurora_api::hash_api_key),
         seal_key,
-        max_body_bytes: args.max_body_bytes,
+        max_body_bytes: args.max_body_bytes as usize,
         idempotency_window: args.idempotency_window,
         idempotency_max_keys: args.idempotency_max_keys,
         attempts_retention: args.attempts_retention,

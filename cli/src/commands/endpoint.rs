@@ -157,11 +157,27 @@ async fn add(kafka: &KafkaArgs, seal_key: Option<&SealKey>, args: AddArgs) -> an
     let topic = kafka.topics().subscriptions;
     produce(&producer, &topic, args.id.as_bytes(), &value, None).await?;
     println!(
-        "Endpoint {} added: {} for {}",
+        "Endpoint {} {}: {} for {}{}",
         args.id,
+        if existing.is_some() {
+            "replaced"
+        } else {
+            "added"
+        },
         subscription.url,
-        subscription.event_types.join(", ")
+        subscription.event_types.join(", "),
+        if subscription.enabled {
+            ""
+        } else {
+            " (disabled)"
+        }
     );
+    if let Some(previous) = existing.filter(|previous| !previous.enabled && subscription.enabled) {
+        match previous.disabled_reason.as_str() {
+            "" => println!("It was disabled and is enabled again."),
+            reason => println!("It was disabled ({reason}) and is enabled again."),
+        }
+    }
     if let Some(secret) = secret {
         print_key(&secret);
     }

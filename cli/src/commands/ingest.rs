@@ -21,8 +21,8 @@ pub struct IngestArgs {
     #[arg(long, env = "AURORA_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Largest request body accepted, in bytes; larger ones get 413.
-    #[arg(long, env = "AURORA_INGEST_MAX_BODY_BYTES", default_value_t = aurora_producer::ingest::DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
+    #[arg(long, env = "AURORA_INGEST_MAX_BODY_BYTES", default_value_t = aurora_producer::ingest::DEFAULT_MAX_BODY_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
     /// Time to wait for the broker to acknowledge an event before responding 503.
     #[arg(long, env = "AURORA_INGEST_PRODUCE_TIMEOUT", default_value = "10s", value_parser = aurora_common::config::parse_positive_duration)]
     produce_timeout: std::time::Duration,
@@ -43,7 +43,7 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
     aurora_producer::ingest::serve(
         listener,
         producer,
-        args.max_body_bytes,
+        args.max_body_bytes as usize,
         metrics.ingest(),
         shutdown_on_signal(),
     )
