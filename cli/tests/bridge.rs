@@ -346,8 +346,8 @@ async fn unmappable_messages_are_quarantined_and_deleted() {
     let good = aws.send(&queue.url, "{}", &[("event_type", "a.b")]).await;
 
     wait_for_event(&env, &good, 1, Duration::from_secs(30)).await;
-    // SQS delivers at least once, and moto can hand one message to both pollers, so a
-    // message may be quarantined twice; each must be quarantined at least once.
+    // SQS delivers at least once, and moto can hand one message to both pollers. So a
+    // message may be quarantined twice, and the test checks that each is quarantined.
     let quarantine = format!("{}quarantine", env.prefix);
     let mut records: Vec<Quarantined> = Vec::new();
     let keys = |records: &[Quarantined]| -> BTreeSet<Vec<u8>> {
