@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aurora_deliverer::signature::WebhookHeaders;
 use aurora_deliverer::{Secret, SignatureError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -143,16 +144,11 @@ impl Receiver {
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_string();
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string)
-        };
-        let id = header("webhook-id");
-        let timestamp = header("webhook-timestamp");
-        let signatures = header("webhook-signature");
+        let WebhookHeaders {
+            id,
+            timestamp,
+            signatures,
+        } = WebhookHeaders::read(request.headers());
         let Ok(body) = request
             .into_body()
             .collect()

@@ -343,6 +343,32 @@ pub fn generate_key_pair() -> String {
     format!("{SECRET_KEY_PREFIX}{}", STANDARD.encode(seed))
 }
 
+/// The Standard Webhooks headers of a received request; a header that is missing or not
+/// text is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookHeaders {
+    pub id: Option<String>,
+    pub timestamp: Option<String>,
+    pub signatures: Option<String>,
+}
+
+impl WebhookHeaders {
+    /// Reads `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+    pub fn read(headers: &hyper::HeaderMap) -> Self {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        WebhookHeaders {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signatures: header("webhook-signature"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aurora_deliverer::signature::Verifier;
+use aurora_deliverer::signature::{Verifier, WebhookHeaders};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full, Limited};
@@ -86,16 +86,11 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
 
 impl Listener {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string)
-        };
-        let id = header("webhook-id");
-        let timestamp = header("webhook-timestamp");
-        let signatures = header("webhook-signature");
+        let WebhookHeaders {
+            id,
+            timestamp,
+            signatures,
+        } = WebhookHeaders::read(request.headers());
         let path = request.uri().path().to_string();
         let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
             .collect()
