@@ -226,8 +226,8 @@ pub async fn start_reader(
     Ok(())
 }
 
-/// The offset of the first attempt at or after `start_ms` in every partition; the beginning
-/// when the broker cannot look it up.
+/// Returns the offset of the first attempt at or after `start_ms` in every partition, or the
+/// beginning when the broker cannot look it up.
 async fn start_offsets(
     consumer: Arc<StreamConsumer<QuietContext>>,
     topic: &str,
@@ -271,7 +271,7 @@ async fn start_offsets(
 }
 
 /// Replaces offsets the time lookup could not find (past the newest record) with the end,
-/// and any other unusable answer with the beginning.
+/// and any other unusable result with the beginning.
 fn with_beginning_for_unknown(
     found: TopicPartitionList,
     beginning: &TopicPartitionList,

@@ -78,8 +78,8 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a request; a key not found is looked up again after catching up with
-    /// the tenants topic, so a key created through another instance works at once.
+    /// Authenticates a request. A key that is not found is looked up again after catching up
+    /// with the tenants topic, so a key created through another instance works at once.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let key = bearer_key(headers)?;
         let sha256 = hash_api_key(key);

@@ -25,7 +25,7 @@ pub struct ApiConfig {
     pub attempts_retention: Duration,
     /// Attempts kept in memory at once, at most; the oldest are dropped first.
     pub attempts_max: usize,
-    /// How long a rotated-out secret keeps signing, unless a rotation asks otherwise.
+    /// How long a rotated-out secret keeps signing, unless a rotation request sets a window.
     pub rotation_window: Duration,
     /// Addresses endpoint URLs may name literally; hostnames are checked on every delivery.
     pub guard: Guard,

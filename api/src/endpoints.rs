@@ -19,19 +19,19 @@ use crate::error::ApiError;
 use crate::http::{json, json_body, no_content, page_by_key, timestamp, HttpResponse, Query};
 use crate::server::{write_row, App};
 
-/// Longest endpoint URL, in bytes.
+/// Maximum length of an endpoint URL, in bytes.
 const MAX_URL_BYTES: usize = 2048;
-/// Longest description, in characters.
+/// Maximum length of a description, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// Most event-type filters on one endpoint.
 const MAX_FILTERS: usize = 64;
 /// Highest rate limit and burst, in requests per second.
 const MAX_RATE: i32 = 100_000;
-/// Longest rotation window a request may ask for, in seconds (30 days).
+/// Maximum rotation window a request may set, in seconds (30 days).
 const MAX_ROTATION_WINDOW_SECS: u64 = 30 * 24 * 3600;
 const TOMBSTONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How an endpoint's deliveries are signed.
+/// Signing scheme of an endpoint's deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signing {
@@ -368,8 +368,8 @@ pub async fn rotate(
     Ok(json(StatusCode::OK, &secret_view(app, &endpoint)?))
 }
 
-/// The endpoint if it exists and belongs to the tenant; 404 otherwise, so other tenants'
-/// endpoint ids are not revealed.
+/// Returns the endpoint if it exists and belongs to the tenant, and 404 otherwise, so that
+/// other tenants' endpoint ids are not revealed.
 pub async fn owned(
     app: &App,
     tenant_id: &str,
@@ -485,7 +485,7 @@ fn secret_view(app: &App, endpoint: &Subscription) -> Result<SecretView, ApiErro
 /// Checks a URL and returns it normalized: absolute http or https, a host, a port from 1 to
 /// 65535, no credentials, and no literal address the SSRF guard refuses. The WHATWG parser
 /// reads every form of a literal address (`127.1`, `0x7f000001`, `[::ffff:7f00:1]`), so the
-/// check sees what a connection would use. Hostnames are resolved and checked on every
+/// check gets the address a connection would use. Hostnames are resolved and checked on every
 /// delivery instead, because what they resolve to can change.
 fn check_url(app: &App, url: &str) -> Result<String, ApiError> {
     let invalid =

@@ -14,7 +14,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// An error response: HTTP status, a stable code and a message that says what to fix.
+/// Error response: HTTP status, a stable code and a message that tells the client what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -45,7 +45,7 @@ impl ApiError {
         )
     }
 
-    /// 503 after the broker failed to acknowledge or answer; the request may be retried.
+    /// Returns 503 after the broker failed to acknowledge or respond, so the request may be retried.
     pub fn unavailable(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "A broker request of the API failed.");
         ApiError::new(

@@ -111,7 +111,7 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     json_bytes(status, Bytes::from(body))
 }
 
-/// A response whose body is already JSON.
+/// Builds a response whose body is already JSON.
 pub fn json_bytes(status: StatusCode, body: Bytes) -> HttpResponse {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
@@ -121,14 +121,14 @@ pub fn json_bytes(status: StatusCode, body: Bytes) -> HttpResponse {
     response
 }
 
-/// A 204 response.
+/// Builds a 204 response.
 pub fn no_content() -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
-/// The JSON error body `{"code": ..., "message": ...}`.
+/// Builds the JSON error response `{"code": ..., "message": ...}`.
 pub fn error_response(error: &ApiError) -> HttpResponse {
     json(
         error.status,

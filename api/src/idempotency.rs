@@ -20,7 +20,7 @@ pub const MAX_KEY_BYTES: usize = 255;
 
 type Slot = (String, String);
 
-/// What a request with a key should do.
+/// Action for a request with a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// First use of the key: process the request, then call [`IdempotencyCache::finish`].

@@ -1,9 +1,10 @@
 //! The tenant API: tenants and their API keys, endpoints and their signing keys, events and
 //! delivery attempts, as JSON over HTTP under `/v1`, described by `openapi.yaml`.
 //!
-//! State lives on Kafka topics: endpoints on the compacted subscriptions topic (so routers and
-//! deliverers pick up changes without restarts), tenants on the compacted tenants topic, and
-//! attempts on the attempts topic, which each instance reads into a bounded in-memory store.
+//! State lives on Kafka topics. Endpoints are on the compacted subscriptions topic, so routers
+//! and deliverers pick up changes without restarts. Tenants and stored Idempotency-Key
+//! responses are on their own compacted topics, and attempts on the attempts topic, which each
+//! instance reads into a bounded in-memory store.
 //! Every write is acknowledged by the broker and read back before the response is sent, so a
 //! client reads its own writes from any instance.
 

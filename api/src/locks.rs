@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
 
-/// Async locks by key; a key's lock is dropped once nobody holds or awaits it.
+/// Async locks by key. A key's lock is dropped once no task holds or awaits it.
 #[derive(Default)]
 pub struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,

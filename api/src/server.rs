@@ -53,7 +53,7 @@ pub struct App {
 }
 
 /// Writes a row of a compacted topic and waits until this instance's table has read it back,
-/// so the next request sees it.
+/// so the next request finds it.
 pub async fn write_row<T: TableRecord>(
     app: &App,
     topic: &str,
@@ -139,7 +139,7 @@ async fn handle(app: &App, request: Request<Incoming>) -> HttpResponse {
     response
 }
 
-/// Which caller a route is for.
+/// Caller a route is for.
 enum Audience {
     Public,
     Admin,

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::{json, json_body, no_content, page_by_key, timestamp, HttpResponse, Query};
 use crate::server::{write_row, App};
 
-/// Longest tenant name, in characters.
+/// Maximum length of a tenant name, in characters.
 const MAX_NAME_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]

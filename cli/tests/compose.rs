@@ -282,7 +282,7 @@ fn renamed_flag_or_variable_is_caught() {
     assert!(!bad_value.status.success(), "{bad_value:?}");
 }
 
-/// The stages of the Dockerfile, each as its FROM line and its instructions.
+/// Returns the stages of the Dockerfile, each as its FROM line and its instructions.
 fn dockerfile_stages() -> Vec<(String, Vec<String>)> {
     let text = std::fs::read_to_string(repository().join("Dockerfile")).expect("Dockerfile exists");
     let mut stages: Vec<(String, Vec<String>)> = Vec::new();

@@ -1,6 +1,6 @@
-//! Signing secrets at rest: sealed with AES-256-GCM under a key the operator supplies, and
-//! bound to their endpoint id, so a reader of the subscriptions topic without the key cannot
-//! sign as the endpoint's owner, and a sealed value copied to another endpoint does not open.
+//! Signing secrets at rest, sealed with AES-256-GCM under a key the operator supplies and
+//! bound to their endpoint id. A reader of the subscriptions topic without the key cannot sign
+//! as the endpoint's owner, and a sealed value copied to another endpoint does not open.
 //!
 //! A sealed value reads `sealed:v1:<key id>:<base64 of nonce and ciphertext>`. The key id is
 //! derived from the key, so a value sealed under another key is reported as such. Values in

@@ -322,7 +322,8 @@ fn check_headers<'a>(
     Ok((id, timestamp, signatures))
 }
 
-/// The base64 parts of the space-separated signatures that carry `version`, such as `v1,`.
+/// Returns the base64 parts of the space-separated signatures that carry `version`, such as
+/// `v1,`.
 fn candidates<'a>(signatures: &'a str, version: &'a str) -> impl Iterator<Item = &'a str> {
     signatures
         .split(' ')
